@@ -1,0 +1,111 @@
+"""The ``retailsync`` command line: serve, demo, database, schemas and operations."""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from retailsync import __version__
+from retailsync.config import Settings
+
+app = typer.Typer(
+    name="retailsync",
+    help="Retail Sync Hub: keeps ERP, service desk, storefronts, warehouse and payments in step.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+
+
+def _load_settings() -> Settings:
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        console.print(f"[red]Invalid configuration:[/red]\n{exc}")
+        raise typer.Exit(2) from exc
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+    import uvicorn
+
+    from retailsync.api.app import create_app
+    from retailsync.bootstrap import ConfigurationError, bootstrap
+
+    host = host or settings.api.host
+    port = port or settings.api.port
+    if not _port_is_free(host, port):
+        console.print(
+            f"[red]Port {port} on {host} is already in use.[/red] Stop the other process or "
+            f"choose another port with --port or RETAILSYNC_API__PORT."
+        )
+        raise typer.Exit(2)
+    try:
+        hub = bootstrap(settings)
+    except ConfigurationError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"Retail Sync Hub {__version__} on http://{host}:{port}/v1 "
+        f"(database: {settings.resolved_database_url.split('@')[-1]}, mode: {settings.mode})"
+    )
+    try:
+        uvicorn.run(create_app(hub), host=host, port=port, log_config=None, access_log=False)
+    finally:
+        hub.close()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the hub: API, event delivery and workflows in one process (embedded mode)."""
+    _serve(_load_settings(), host, port)
+
+
+@app.command()
+def demo(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the hub with its local demo on the embedded SQLite default."""
+    _serve(_load_settings(), host, port)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration to the configured database."""
+    from retailsync.db import current_revisions, upgrade_database
+
+    settings = _load_settings()
+    url = settings.resolved_database_url
+    upgrade_database(url)
+    revisions = ", ".join(sorted(current_revisions(url)))
+    console.print(f"Database at {url.split('@')[-1]} is at revision(s): {revisions}")
+
+
+@app.command()
+def version() -> None:
+    """Print the hub's version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()
