@@ -20,8 +20,8 @@ demo: $(STAMP)
 
 ## The whole test suite: lint, type check, then every test.
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
