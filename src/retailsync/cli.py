@@ -10,6 +10,7 @@ from rich.console import Console
 
 from retailsync import __version__
 from retailsync.config import Settings
+from retailsync.schemas.cli import app as schemas_app
 
 app = typer.Typer(
     name="retailsync",
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(schemas_app, name="schemas", help="Event JSON Schemas and the AsyncAPI document.")
 console = Console(stderr=True)
 
 

@@ -3,11 +3,12 @@
 Pure Python and Pydantic only: no I/O, no framework, no imports from any other
 ``retailsync`` package. Everything else in the hub imports from here, never the reverse.
 
-Where things live: ``money`` (Money, currencies), ``identifiers`` (canonical ids),
-``lifecycle`` (the generic transition table), one module per entity (``customers``, ``orders``,
+Where things live: ``money`` and ``currencies`` (Money, ISO 4217 minor units),
+``identifiers`` (canonical ids ``ord_<ULID>`` …), ``lifecycle`` (the generic transition
+table), ``base`` (shared field types), one module per entity (``customers``, ``orders``,
 ``shipments``, ``returns``, ``refunds``, ``inventory``, ``cases``, ``finance``, ``loyalty``),
-``events`` (the CloudEvents envelope), ``catalogue`` (event payloads and their registry) and
-``errors``.
+``models`` (the list of published models), ``events`` (the CloudEvents envelope),
+``catalogue`` (event payloads and their registry) and ``errors``.
 """
 
 from retailsync.domain.base import CanonicalModel
