@@ -142,13 +142,13 @@ class OrderCreated(EventPayload):
 
 
 class OrderStatusChanged(EventPayload):
-    """An order moved from one status to another."""
+    """An order moved to a new status (``from_status`` is None when the sender does not know it)."""
 
     event_name = "order.status_changed"
 
     order_id: OrderId
     version: Version
-    from_status: OrderStatus
+    from_status: OrderStatus | None = None
     to_status: OrderStatus
     changed_at: Timestamp
     reason: ShortText | None = None
