@@ -10,6 +10,7 @@ from rich.console import Console
 
 from retailsync import __version__
 from retailsync.config import Settings
+from retailsync.connectors.erp import cli as erp_cli
 from retailsync.schemas.cli import app as schemas_app
 
 app = typer.Typer(
@@ -21,6 +22,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(schemas_app, name="schemas", help="Event JSON Schemas and the AsyncAPI document.")
+sandbox_app = typer.Typer(
+    help="Local stand-ins for the systems the hub talks to.", no_args_is_help=True
+)
+sandbox_app.add_typer(erp_cli.app, name="erp", help="A live Tryton ERP on SQLite.")
+app.add_typer(sandbox_app, name="sandbox")
 console = Console(stderr=True)
 
 
