@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from retailsync.config import DeploymentMode, Settings, get_settings
 from retailsync.db import create_engine_for, upgrade_database
 from retailsync.observability.logging import configure_logging
+from retailsync.resilience import Downstreams
 
 
 class ConfigurationError(Exception):
@@ -27,7 +28,13 @@ class Hub:
 
     settings: Settings
     engine: Engine
+    downstreams: Downstreams
     components: dict[str, Any] = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        """Release what the hub holds open (connections, background helpers)."""
+        await self.downstreams.close()
+        self.engine.dispose()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -56,4 +63,9 @@ def bootstrap(
     url = settings.resolved_database_url
     if migrate:
         upgrade_database(url)
-    return Hub(settings=settings, engine=create_engine_for(url))
+    engine = create_engine_for(url)
+    return Hub(
+        settings=settings,
+        engine=engine,
+        downstreams=Downstreams(settings.resilience, engine=engine),
+    )

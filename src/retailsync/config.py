@@ -21,6 +21,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from retailsync.db import normalise_database_url
+from retailsync.resilience.config import ResilienceSettings
+
 DEFAULT_DATA_DIR = Path("var")
 
 
@@ -75,6 +78,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     log: LogSettings = LogSettings()
     nats: NatsSettings = NatsSettings()
+    resilience: ResilienceSettings = ResilienceSettings()
 
     @field_validator("database_url")
     @classmethod
@@ -115,15 +119,6 @@ class Settings(BaseSettings):
                 f"RETAILSYNC_CONFIG_FILE names {config_file!r}, which does not exist"
             )
         return tuple(sources)
-
-
-def normalise_database_url(url: str) -> str:
-    """Use the psycopg 3 driver for plain ``postgresql://`` URLs."""
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.removeprefix("postgres://")
-    return url
 
 
 @lru_cache(maxsize=1)

@@ -41,7 +41,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from retailsync.config import normalise_database_url
+from retailsync.db import normalise_database_url
 from retailsync.testing.errors import NatsUnavailable, PostgresUnavailable
 
 POSTGRES_URL_ENV = "RETAILSYNC_TEST_POSTGRES_URL"
