@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from retailsync import __version__
+from retailsync.api.clients_cli import app as clients_app
 from retailsync.config import Settings
 from retailsync.connectors.erp import cli as erp_cli
 from retailsync.schemas.cli import app as schemas_app
@@ -27,6 +28,7 @@ sandbox_app = typer.Typer(
 )
 sandbox_app.add_typer(erp_cli.app, name="erp", help="A live Tryton ERP on SQLite.")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(clients_app, name="clients", help="API clients: keys, scopes, revocation.")
 console = Console(stderr=True)
 
 

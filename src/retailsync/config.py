@@ -21,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from retailsync.api.settings import AuthSettings, IdempotencySettings, RateLimitSettings
 from retailsync.db import normalise_database_url
 from retailsync.resilience.config import ResilienceSettings
 
@@ -79,6 +80,9 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     nats: NatsSettings = NatsSettings()
     resilience: ResilienceSettings = ResilienceSettings()
+    auth: AuthSettings = AuthSettings()
+    rate_limits: RateLimitSettings = RateLimitSettings()
+    idempotency: IdempotencySettings = IdempotencySettings()
 
     @field_validator("database_url")
     @classmethod

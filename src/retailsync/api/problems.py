@@ -96,6 +96,7 @@ def _location(loc: Sequence[int | str]) -> str:
 
 async def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    request.state.validation_failed = True  # the route did not run (see idempotency)
     params = [
         InvalidParam(name=_location(error["loc"]), reason=error["msg"]) for error in exc.errors()
     ]
@@ -153,14 +154,32 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_problem)
 
 
-PROBLEM_RESPONSE_DOC: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": description}
-    for status, description in {
-        401: "Missing or invalid credentials",
-        403: "Credentials lack the scope for this route",
-        413: "Request body too large",
-        422: "Request is not valid",
-        429: "Rate limit exceeded",
-        500: "Unexpected error",
-    }.items()
+PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request (e.g. a missing or invalid Idempotency-Key header)",
+    401: "Missing or invalid credentials",
+    403: "Credentials lack the scope for this route",
+    404: "No such resource",
+    409: "A request with this Idempotency-Key is still in progress",
+    413: "Request body too large",
+    422: "Request is not valid (or an Idempotency-Key reused with a different request)",
+    429: "Rate limit exceeded; see Retry-After",
+    500: "Unexpected error",
+    503: "A service the hub depends on is unavailable; retry later",
 }
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these problem statuses."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {PROBLEM_JSON: {}},
+            "description": PROBLEM_DESCRIPTIONS[status],
+        }
+        for status in statuses
+    }
+
+
+#: Errors any route can answer; governed routes get 401/403/429 (and 400/409 when mutating)
+#: added to their OpenAPI operation by :func:`retailsync.api.governance.document_governance`.
+PROBLEM_RESPONSE_DOC = problem_responses(413, 422, 500)
