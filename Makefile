@@ -23,6 +23,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/ruff format --check src tests $(wildcard bench)
 	$(BIN)/mypy
+	bash scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest
 
 serve: $(STAMP)

@@ -10,8 +10,11 @@ from rich.console import Console
 
 from retailsync import __version__
 from retailsync.api.clients_cli import app as clients_app
+from retailsync.bus import cli as bus_cli
 from retailsync.config import Settings
 from retailsync.connectors.erp import cli as erp_cli
+from retailsync.observability import cli as observability_cli
+from retailsync.reconcile.cli import app as reconcile_app
 from retailsync.schemas.cli import app as schemas_app
 
 app = typer.Typer(
@@ -29,6 +32,11 @@ sandbox_app = typer.Typer(
 sandbox_app.add_typer(erp_cli.app, name="erp", help="A live Tryton ERP on SQLite.")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(clients_app, name="clients", help="API clients: keys, scopes, revocation.")
+app.command("replay")(bus_cli.replay)
+app.command("trace")(observability_cli.trace)
+app.add_typer(observability_cli.app, name="observability", help="Business KPIs and SLA checks.")
+app.add_typer(reconcile_app, name="reconcile", help="Compare systems, report and correct drift.")
+app.add_typer(bus_cli.exceptions_app, name="exceptions", help="Work the exception queue.")
 console = Console(stderr=True)
 
 
@@ -76,7 +84,13 @@ def _serve(settings: Settings, host: str | None, port: int | None) -> None:
         f"(database: {settings.resolved_database_url.split('@')[-1]}, mode: {settings.mode})"
     )
     try:
-        uvicorn.run(create_app(hub), host=host, port=port, log_config=None, access_log=False)
+        uvicorn.run(
+            create_app(hub, run_background=True),
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+        )
     finally:
         hub.close()
 
@@ -97,6 +111,37 @@ def demo(
 ) -> None:
     """Run the hub with its local demo on the embedded SQLite default."""
     _serve(_load_settings(), host, port)
+
+
+@app.command()
+def worker() -> None:
+    """Deliver events and run background work without the API (scale-out; needs PostgreSQL).
+
+    Give each worker a stable identity with RETAILSYNC_WORKER_ID and restart it under the same
+    identity when it stops.
+    """
+    import asyncio
+    import signal
+
+    from retailsync.bootstrap import ConfigurationError, bootstrap, check_worker, run_hub
+
+    settings = _load_settings()
+    try:
+        check_worker(settings)
+        hub = bootstrap(settings)
+    except ConfigurationError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+    async def run() -> None:
+        async with run_hub(hub, deliver_events=True) as stop:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            console.print(f"worker {settings.worker_id} running; Ctrl-C to stop")
+            await stop.wait()
+
+    asyncio.run(run())
 
 
 @db_app.command("upgrade")

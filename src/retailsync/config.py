@@ -22,7 +22,11 @@ from pydantic_settings import (
 )
 
 from retailsync.api.settings import AuthSettings, IdempotencySettings, RateLimitSettings
+from retailsync.connectors.settings import ConnectorsSettings
 from retailsync.db import normalise_database_url
+from retailsync.observability.settings import ObservabilitySettings
+from retailsync.reconcile.availability import AvailabilitySettings
+from retailsync.reconcile.policy import ReconcilePolicy
 from retailsync.resilience.config import ResilienceSettings
 
 DEFAULT_DATA_DIR = Path("var")
@@ -83,6 +87,10 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     rate_limits: RateLimitSettings = RateLimitSettings()
     idempotency: IdempotencySettings = IdempotencySettings()
+    connectors: ConnectorsSettings = ConnectorsSettings()
+    reconcile: ReconcilePolicy = ReconcilePolicy()
+    availability: AvailabilitySettings = AvailabilitySettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     @field_validator("database_url")
     @classmethod

@@ -7,7 +7,7 @@ import pkgutil
 
 import retailsync
 
-TABLE_MODULES = ("retailsync.xref",)
+TABLE_MODULES = ("retailsync.xref", "retailsync.connectors.ingress")
 
 
 def _discover() -> list[str]:

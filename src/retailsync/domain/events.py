@@ -10,11 +10,19 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 EVENT_TYPE_PREFIX = "retailsync."
+#: Identifiers (id, source, type, correlation ids): printable ASCII without spaces.
+VISIBLE_ASCII = r"^[!-~]+$"
+#: Free text keys (subject, partition key): no control characters (C0, DEL, C1).
+NO_CONTROL_CHARACTERS = "^[^\x00-\x1f\x7f-\x9f]*$"
+#: The data is always a JSON object, so only JSON media types are accepted.
+JSON_MEDIA_TYPE = r"^application/([a-z0-9.+-]+\+)?json( *;.*)?$"
+#: Entity versions are stored as signed 64-bit integers.
+MAX_ENTITY_VERSION = 2**63 - 1
 _EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
 
 
@@ -23,26 +31,19 @@ class CloudEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(min_length=1, max_length=200)
-    source: str = Field(min_length=1, max_length=500)
-    type: str = Field(min_length=1, max_length=200)
-    specversion: str = "1.0"
-    subject: str | None = Field(default=None, max_length=500)
+    id: str = Field(min_length=1, max_length=200, pattern=VISIBLE_ASCII)
+    source: str = Field(min_length=1, max_length=500, pattern=VISIBLE_ASCII)
+    type: str = Field(min_length=1, max_length=200, pattern=VISIBLE_ASCII)
+    specversion: Literal["1.0"] = "1.0"
+    subject: str | None = Field(default=None, max_length=500, pattern=NO_CONTROL_CHARACTERS)
     time: datetime
-    datacontenttype: str = "application/json"
-    dataschema: str | None = None
+    datacontenttype: str = Field(default="application/json", pattern=JSON_MEDIA_TYPE)
+    dataschema: str | None = Field(default=None, max_length=500, pattern=VISIBLE_ASCII)
     data: dict[str, Any] = Field(default_factory=dict)
-    correlationid: str | None = Field(default=None, max_length=200)
-    causationid: str | None = Field(default=None, max_length=200)
-    partitionkey: str | None = Field(default=None, max_length=500)
-    entityversion: int | None = Field(default=None, ge=0)
-
-    @field_validator("specversion")
-    @classmethod
-    def _only_1_0(cls, value: str) -> str:
-        if value != "1.0":
-            raise ValueError(f"specversion must be '1.0', got {value!r}")
-        return value
+    correlationid: str | None = Field(default=None, max_length=200, pattern=VISIBLE_ASCII)
+    causationid: str | None = Field(default=None, max_length=200, pattern=VISIBLE_ASCII)
+    partitionkey: str | None = Field(default=None, max_length=500, pattern=NO_CONTROL_CHARACTERS)
+    entityversion: int | None = Field(default=None, ge=0, le=MAX_ENTITY_VERSION)
 
     @field_validator("time")
     @classmethod

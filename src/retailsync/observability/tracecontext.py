@@ -1,17 +1,22 @@
 """W3C Trace Context (``traceparent``): parse, generate and carry the correlation id.
 
 The trace id of the incoming ``traceparent`` is the hub's correlation id: it travels in
-API responses, CloudEvent extensions, workflow steps and outbound calls.
+API responses, CloudEvent extensions, workflow steps and outbound calls. The id of the event
+being handled is the *causation id* of every event built while handling it
+(:func:`lineage`), so each event points at the one that caused it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
 import re
 import secrets
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+_TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _INVALID_TRACE_ID = "0" * 32
 _INVALID_SPAN_ID = "0" * 16
 
@@ -43,7 +48,7 @@ class TraceParent:
 
     def child(self) -> TraceParent:
         """The same trace with a new span id (for the next hop)."""
-        return TraceParent(trace_id=self.trace_id, span_id=secrets.token_hex(8), flags=self.flags)
+        return TraceParent(trace_id=self.trace_id, span_id=_span_id(), flags=self.flags)
 
     @property
     def header(self) -> str:
@@ -51,12 +56,100 @@ class TraceParent:
 
 
 current_trace: ContextVar[TraceParent | None] = ContextVar("current_trace", default=None)
+current_correlation: ContextVar[str | None] = ContextVar("current_correlation", default=None)
+"""A correlation id that is not a W3C trace id (e.g. a workflow id sent by an older client);
+when set it wins over the trace id, so records keep the id the work arrived with."""
+current_causation: ContextVar[str | None] = ContextVar("current_causation", default=None)
+"""The id of the event whose handling is in progress."""
 
 
 def correlation_id() -> str | None:
     """The correlation id of the work in progress (the current trace id), if any."""
+    override = current_correlation.get()
+    if override is not None:
+        return override
     trace = current_trace.get()
     return trace.trace_id if trace else None
+
+
+def causation_id() -> str | None:
+    """The id of the event being handled, if any: the cause of whatever happens now."""
+    return current_causation.get()
+
+
+def lineage() -> dict[str, str | None]:
+    """``correlationid`` and ``causationid`` for an event built now (CloudEvent extensions)."""
+    return {"correlationid": correlation_id(), "causationid": causation_id()}
+
+
+def normalise_correlation_id(value: str | None) -> str | None:
+    """The correlation id in ``value``: the trace id of a ``traceparent`` header, else the
+    trimmed value itself (None for nothing)."""
+    if not value:
+        return None
+    if len(value) == 32 and _TRACE_ID.match(value):
+        return value  # the common case: already a trace id
+    value = value.strip()
+    if not value:
+        return None
+    parsed = TraceParent.parse(value)
+    if parsed is not None:
+        return parsed.trace_id
+    return value.lower() if _TRACE_ID.match(value.lower()) else value
+
+
+def _span_id() -> str:
+    """A random, non-zero 64-bit span id (uniqueness, not secrecy, is what matters)."""
+    return f"{random.getrandbits(64) or 1:016x}"
+
+
+def trace_for(correlation: str | None) -> TraceParent:
+    """A new hop of the trace that ``correlation`` names (a fresh trace for None).
+
+    A W3C trace id is used as is; any other id maps to a stable trace id (the first 128 bits
+    of its SHA-256), so every hop of that correlation still shares one trace.
+    """
+    correlation = normalise_correlation_id(correlation)
+    if correlation is None:
+        return TraceParent.generate()
+    if correlation != _INVALID_TRACE_ID and _TRACE_ID.match(correlation):
+        return TraceParent(trace_id=correlation, span_id=_span_id())
+    digest = hashlib.sha256(correlation.encode()).hexdigest()[:32]
+    return TraceParent(trace_id=digest, span_id=_span_id())
+
+
+class continue_trace:
+    """Run the block inside the trace ``correlation`` names (e.g. an event's correlationid).
+
+    ``with continue_trace(event.correlationid, causation=event.id) as correlation:`` — the
+    block sees the correlation id in effect (a new one when ``correlation`` is None); inside,
+    :func:`correlation_id` returns it, :func:`outbound_traceparent` continues its trace and
+    :func:`causation_id` is ``causation``. A class, not a generator: it runs once per event.
+    """
+
+    __slots__ = ("_causation", "_correlation", "_tokens")
+
+    def __init__(self, correlation: str | None, *, causation: str | None = None) -> None:
+        self._correlation = correlation
+        self._causation = causation
+        self._tokens: tuple[Token[TraceParent | None], Token[str | None], Token[str | None]]
+
+    def __enter__(self) -> str:
+        correlation = normalise_correlation_id(self._correlation)
+        trace = trace_for(correlation)
+        override = correlation if correlation and correlation != trace.trace_id else None
+        self._tokens = (
+            current_trace.set(trace),
+            current_correlation.set(override),
+            current_causation.set(self._causation),
+        )
+        return override or trace.trace_id
+
+    def __exit__(self, *exc: object) -> None:
+        trace, correlation, causation = self._tokens
+        current_causation.reset(causation)
+        current_correlation.reset(correlation)
+        current_trace.reset(trace)
 
 
 def outbound_traceparent() -> str | None:

@@ -11,6 +11,7 @@ or adjustment twice finds the first one instead of making a second. Failures rai
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -97,6 +98,16 @@ class ErpPort(Protocol):
 
     async def post_credit_note(self, rma_id: str) -> ErpReturnState:
         """Post the return's credit note (the money owed back to the customer)."""
+        ...
+
+    async def settle_return(self, rma_id: str, credited: Mapping[str, int]) -> ErpReturnState:
+        """Reduce the return's draft credit note to ``credited`` units per SKU.
+
+        Inspection may accept fewer units than were authorized: the draft credit note then
+        credits only those (a SKU at 0 leaves the credit note; every SKU at 0 cancels the draft
+        credit note). Idempotent: settling again with the same units changes nothing. Refused
+        with a business error once the credit note is posted (correct it in the ERP instead).
+        """
         ...
 
     async def get_return(self, rma_id: str) -> ErpReturnState:

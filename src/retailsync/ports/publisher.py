@@ -9,6 +9,10 @@ from retailsync.domain.events import CloudEvent
 
 
 class EventPublisher(Protocol):
-    """Durably stores events; returns once they are committed (duplicates absorbed)."""
+    """Durably stores events; returns once they are committed (duplicates absorbed).
 
-    async def publish(self, events: Sequence[CloudEvent]) -> None: ...
+    Implementations may return per-event outcomes (the bus does); callers that only need the
+    durability guarantee ignore the result.
+    """
+
+    async def publish(self, events: Sequence[CloudEvent]) -> object: ...

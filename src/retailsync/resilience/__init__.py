@@ -38,6 +38,7 @@ from retailsync.resilience.errors import (
     is_transient,
 )
 from retailsync.resilience.guard import Downstream, ReadResult, StaleValue, WriteOutcome
+from retailsync.resilience.lanes import current_lane, using_lane
 from retailsync.resilience.registry import Downstreams
 
 __all__ = [
@@ -69,6 +70,8 @@ __all__ = [
     "UnknownReference",
     "ValidationRejected",
     "WriteOutcome",
+    "current_lane",
     "default_policy",
     "is_transient",
+    "using_lane",
 ]

@@ -24,6 +24,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+from retailsync.observability.instrument import observe_outbound
 from retailsync.resilience.breaker import BreakerTransition, CircuitBreaker
 from retailsync.resilience.bulkhead import PriorityBulkhead
 from retailsync.resilience.config import Lane, ResiliencePolicy
@@ -180,7 +181,7 @@ class Downstream:
         attempts = self.policy.retry.max_attempts if retry_allowed else 1
         # The first attempt runs without tenacity: most calls succeed and pay nothing more.
         try:
-            return await self._attempt(operation, fn, lane)
+            return await self._attempt(operation, fn, lane, 1)
         except TransientError as exc:
             if attempts == 1 or not _retryable(exc) or self._stop_for(exc):
                 raise
@@ -197,7 +198,8 @@ class Downstream:
         )
         async for attempt in retrying:
             with attempt:
-                result = await self._attempt(operation, fn, lane)
+                number = attempt.retry_state.attempt_number + 1  # after the untimed first
+                result = await self._attempt(operation, fn, lane, number)
         return result
 
     def _stop_for(self, exc: TransientError) -> bool:
@@ -208,59 +210,66 @@ class Downstream:
     def _count_retry(self, retry_state: RetryCallState) -> None:
         self.stats.retries += 1
 
-    async def _attempt(self, operation: str, fn: Callable[[], Awaitable[T]], lane: Lane) -> T:
+    async def _attempt(
+        self, operation: str, fn: Callable[[], Awaitable[T]], lane: Lane, attempt: int
+    ) -> T:
         self.breaker.check(operation)
         deadline = time.monotonic() + self.policy.lanes.max_wait(lane)
         async with self.bulkhead.slot(lane, self.policy.lanes.max_wait(lane)):
             await self.limiter.acquire(lane, max(0.001, deadline - time.monotonic()))
             permit = self.breaker.acquire(operation)
-            started = time.perf_counter()
-            try:
-                async with asyncio.timeout(self.policy.timeout_seconds):
-                    result = await fn()
-            except BusinessError as exc:
-                self._fill(exc, operation)
-                self.breaker.record_success(permit)
-                self.stats.record(time.perf_counter() - started, outcome="business")
-                raise
-            except TransientError as exc:
-                self._fill(exc, operation)
-                self._failed(permit, exc, started, "transient")
-                raise
-            except TimeoutError as exc:
-                error = DownstreamTimeout(
-                    f"{self.name} did not answer {operation} within "
-                    f"{self.policy.timeout_seconds:g}s",
+            # Observed once the attempt is let through: latency and outcome metrics, a client
+            # span and an outbound_call hop in the current trace (refusals are not calls).
+            async with observe_outbound(self.name, operation, attempt=attempt):
+                return await self._send(operation, fn, permit)
+
+    async def _send(self, operation: str, fn: Callable[[], Awaitable[T]], permit: Any) -> T:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.policy.timeout_seconds):
+                result = await fn()
+        except BusinessError as exc:
+            self._fill(exc, operation)
+            self.breaker.record_success(permit)
+            self.stats.record(time.perf_counter() - started, outcome="business")
+            raise
+        except TransientError as exc:
+            self._fill(exc, operation)
+            self._failed(permit, exc, started, "transient")
+            raise
+        except TimeoutError as exc:
+            error = DownstreamTimeout(
+                f"{self.name} did not answer {operation} within {self.policy.timeout_seconds:g}s",
+                downstream=self.name,
+                operation=operation,
+            )
+            self._failed(permit, error, started, "timeout")
+            raise error from exc
+        except httpx.TransportError as exc:
+            transport_error: TransientError
+            if isinstance(exc, httpx.TimeoutException):
+                transport_error = DownstreamTimeout(
+                    f"{self.name} timed out on {operation} ({type(exc).__name__})",
                     downstream=self.name,
                     operation=operation,
                 )
-                self._failed(permit, error, started, "timeout")
-                raise error from exc
-            except httpx.TransportError as exc:
-                transport_error: TransientError
-                if isinstance(exc, httpx.TimeoutException):
-                    transport_error = DownstreamTimeout(
-                        f"{self.name} timed out on {operation} ({type(exc).__name__})",
-                        downstream=self.name,
-                        operation=operation,
-                    )
-                else:
-                    transport_error = DownstreamUnavailable(
-                        f"could not reach {self.name} for {operation} ({type(exc).__name__})",
-                        downstream=self.name,
-                        operation=operation,
-                    )
-                self._failed(permit, transport_error, started, "transient")
-                raise transport_error from exc
-            except BaseException as exc:
-                self.breaker.release(permit)
-                if isinstance(exc, Exception):
-                    self.stats.record(time.perf_counter() - started, outcome="error")
-                    self.stats.last_error = f"{operation}: {type(exc).__name__}: {exc}"
-                raise
-            self.breaker.record_success(permit)
-            self.stats.record(time.perf_counter() - started, outcome="ok")
-            return result
+            else:
+                transport_error = DownstreamUnavailable(
+                    f"could not reach {self.name} for {operation} ({type(exc).__name__})",
+                    downstream=self.name,
+                    operation=operation,
+                )
+            self._failed(permit, transport_error, started, "transient")
+            raise transport_error from exc
+        except BaseException as exc:
+            self.breaker.release(permit)
+            if isinstance(exc, Exception):
+                self.stats.record(time.perf_counter() - started, outcome="error")
+                self.stats.last_error = f"{operation}: {type(exc).__name__}: {exc}"
+            raise
+        self.breaker.record_success(permit)
+        self.stats.record(time.perf_counter() - started, outcome="ok")
+        return result
 
     def _fill(self, exc: TransientError | BusinessError, operation: str) -> None:
         if exc.downstream is None:

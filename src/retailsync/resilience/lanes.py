@@ -6,6 +6,9 @@ import asyncio
 import heapq
 import itertools
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from retailsync.resilience.config import Lane
 
@@ -43,3 +46,16 @@ class LaneQueue:
 
     def __bool__(self) -> bool:
         return self.head() is not None
+
+
+current_lane: ContextVar[Lane] = ContextVar("current_lane", default=Lane.BATCH)
+
+
+@contextmanager
+def using_lane(lane: Lane) -> Iterator[None]:
+    """Run the calls made inside the block in ``lane`` (e.g. ``Lane.AGENT`` for a person)."""
+    token = current_lane.set(lane)
+    try:
+        yield
+    finally:
+        current_lane.reset(token)

@@ -17,6 +17,12 @@ from retailsync.bootstrap import Hub
 
 EXAMPLES_PER_OPERATION = 30
 
+#: Operations with a rule across parameters that OpenAPI cannot state, answered with a
+#: documented 422 problem; for them a schema-valid request may rightly be refused.
+CROSS_FIELD_RULES = {
+    ("GET", "/v1/admin/kpis"): "since must be before until",
+}
+
 
 def test_every_operation_honours_the_contract(
     hub: Hub, build_governance: GovernanceFactory, issue_key: IssueKey
@@ -42,7 +48,12 @@ def test_every_operation_honours_the_contract(
             # A fresh key per call: reusing one for another body is a 422 by design, and
             # that behaviour has its own tests.
             headers = {**credentials, "Idempotency-Key": uuid.uuid4().hex}
-            case.call_and_validate(headers=headers)
+            excluded = (
+                [schemathesis.checks.positive_data_acceptance]
+                if (case.method.upper(), case.path) in CROSS_FIELD_RULES
+                else []
+            )
+            case.call_and_validate(headers=headers, excluded_checks=excluded)
 
         honours_the_contract()
     assert time.perf_counter() - started < 60

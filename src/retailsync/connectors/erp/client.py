@@ -25,6 +25,8 @@ from retailsync.connectors.erp.errors import (
     ErpProtocolError,
     ErpTransientError,
 )
+from retailsync.resilience.guard import Downstream
+from retailsync.resilience.lanes import current_lane
 
 Domain = list[Any]
 Record = dict[str, Any]
@@ -142,6 +144,28 @@ def error_from_payload(error: Any, operation: str) -> ErpError:
 # --- the client ---------------------------------------------------------------------------
 
 
+_READ_METHODS = frozenset(
+    {
+        "read",
+        "search",
+        "search_read",
+        "search_count",
+        "fields_get",
+        "default_get",
+        "get_preferences",
+        "login",
+        "version",
+        "list",
+    }
+)
+
+
+def is_mutating(method: str) -> bool:
+    """Whether a JSON-RPC method may change ERP state (anything not a known read)."""
+    name = method.rsplit(".", 1)[-1]
+    return not (name in _READ_METHODS or name.startswith("on_change"))
+
+
 class TrytonClient:
     """Async JSON-RPC client for one Tryton database, with transparent session renewal."""
 
@@ -150,8 +174,10 @@ class TrytonClient:
         connection: TrytonConnection,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        guard: Downstream | None = None,
     ) -> None:
         self.connection = connection
+        self.guard = guard
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(connection.timeout_seconds, connect=5.0),
             transport=transport,
@@ -176,8 +202,21 @@ class TrytonClient:
     async def call(self, method: str, params: Sequence[Any], *, context: bool = True) -> Any:
         """Call ``method`` with ``params`` (the user context appended when ``context``).
 
-        Logs in on first use and once more when the session has expired (HTTP 401).
+        Logs in on first use and once more when the session has expired (HTTP 401). With a
+        resilience ``guard`` every call passes through it (rate limit, breaker, lanes); reads
+        are retried on transient failures, writes are not (the adapter makes them idempotent
+        by looking up what a previous attempt created).
         """
+        if self.guard is None:
+            return await self._call(method, params, context=context)
+        return await self.guard.call(
+            method,
+            lambda: self._call(method, params, context=context),
+            lane=current_lane.get(),
+            mutating=is_mutating(method),
+        )
+
+    async def _call(self, method: str, params: Sequence[Any], *, context: bool) -> Any:
         if self._session is None:
             await self._login()
         for attempt in (1, 2):

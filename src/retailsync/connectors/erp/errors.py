@@ -15,12 +15,16 @@
 
 from __future__ import annotations
 
+from retailsync.resilience.errors import BusinessError, TransientError
+
+ERP_DOWNSTREAM = "erp"
+
 
 class ErpError(Exception):
     """Base class for every ERP connector error."""
 
 
-class ErpBusinessError(ErpError):
+class ErpBusinessError(ErpError, BusinessError):
     """The ERP rejected the request for a business or data reason; do not retry as-is."""
 
     def __init__(self, message: str, *, description: str = "", operation: str = "") -> None:
@@ -29,7 +33,11 @@ class ErpBusinessError(ErpError):
         self.operation = operation
         text = message if not description else f"{message} ({description})"
         where = f"{operation}: " if operation else ""
-        super().__init__(f"{where}the ERP refused the request: {text}")
+        super().__init__(
+            f"{where}the ERP refused the request: {text}",
+            downstream=ERP_DOWNSTREAM,
+            operation=operation,
+        )
 
 
 class ErpOperationNotCarriedOut(ErpBusinessError):
@@ -54,14 +62,18 @@ class ErpOperationNotCarriedOut(ErpBusinessError):
         )
 
 
-class ErpTransientError(ErpError):
+class ErpTransientError(ErpError, TransientError):
     """The ERP could not be reached or answered with a temporary failure; retry later."""
 
     def __init__(self, message: str, *, operation: str = "", status_code: int | None = None):
-        self.operation = operation
         self.status_code = status_code
         where = f"{operation}: " if operation else ""
-        super().__init__(f"{where}{message}; the call may be retried")
+        super().__init__(
+            f"{where}{message}; the call may be retried",
+            downstream=ERP_DOWNSTREAM,
+            operation=operation,
+            status=status_code,
+        )
 
 
 class ErpAuthenticationError(ErpError):

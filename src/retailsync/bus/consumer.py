@@ -1,0 +1,700 @@
+"""The consumer side every backend shares: inbox, entity versions and the exception queue.
+
+A delivery runs the handler inside one SQL transaction (a savepoint when batched) that first
+inserts the idempotent-consumer record (``bus_inbox``); a second delivery of the same event to
+the same subscriber finds the record and skips the handler, and two concurrent deliveries
+serialize on the record's primary key. Effects a handler writes through ``ctx.connection``
+commit or roll back with that record, so they are applied exactly once.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from retailsync.bus import tables as t
+from retailsync.bus.backend import (
+    AttemptRecord,
+    BulkOutcome,
+    BusOptions,
+    Classification,
+    ExceptionAction,
+    ExceptionEntry,
+    ExceptionFilter,
+    ExceptionSelection,
+    ExceptionStatus,
+    HealthProbe,
+    StoredEvent,
+    Subscription,
+)
+from retailsync.bus.errors import (
+    ExceptionNotFound,
+    classify,
+    downstream_of,
+    qualified_name,
+)
+from retailsync.domain.events import CloudEvent
+
+AUTO_RETRY_ACTOR = "system:auto-retry"
+SYSTEM_ACTOR = "system"
+_CHUNK = 100
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands datetimes back naive; everything the bus stores is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def dedup_hash(event: CloudEvent) -> str:
+    """A fixed-size key for ``source`` + ``id`` (the inbox's half of the primary key)."""
+    return hashlib.blake2b(event.dedup_key.encode(), digest_size=20).hexdigest()
+
+
+def version_number(version: int | datetime) -> int:
+    if isinstance(version, datetime):
+        moment = as_utc(version)
+        return int(moment.timestamp()) * 1_000_000 + moment.microsecond
+    return int(version)
+
+
+def upsert_insert(conn: sa.Connection, table: sa.Table) -> Any:
+    """A dialect ``INSERT`` that supports ``on_conflict_do_*`` (PostgreSQL or SQLite)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+class DeliveryStatus(StrEnum):
+    HANDLED = "handled"
+    DUPLICATE = "duplicate"  # the inbox already had it: handler not called
+    STALE = "stale"  # handler ran, saw an older entity version and skipped it
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    status: DeliveryStatus
+    error: BaseException | None = None
+    classification: Classification | None = None
+
+
+current_delivery: ContextVar[SqlDeliveryContext | None] = ContextVar(
+    "retailsync_bus_current_delivery", default=None
+)
+"""The delivery whose handler is running (lets SQLite publish inside its transaction)."""
+
+
+class SqlDeliveryContext:
+    """:class:`~retailsync.bus.backend.DeliveryContext` backed by the delivery transaction."""
+
+    def __init__(
+        self,
+        connection: sa.Connection,
+        subscriber: str,
+        event: CloudEvent,
+        *,
+        sequence: int,
+        attempt: int,
+        forced: bool,
+        replay: bool,
+        isolated: bool = True,
+    ) -> None:
+        """``isolated`` False: open a savepoint on first use of the connection, so a handler
+        that never touches SQL costs no savepoint (see :meth:`finish`)."""
+        self._connection = connection
+        self._isolated = isolated
+        self._savepoint: sa.NestedTransaction | None = None
+        self._subscriber = subscriber
+        self._event = event
+        self._sequence = sequence
+        self._attempt = attempt
+        self._forced = forced
+        self._replay = replay
+        self.stale = False
+
+    @property
+    def subscriber(self) -> str:
+        return self._subscriber
+
+    @property
+    def attempt(self) -> int:
+        return self._attempt
+
+    @property
+    def sequence(self) -> int:
+        return self._sequence
+
+    @property
+    def forced(self) -> bool:
+        return self._forced
+
+    @property
+    def replay(self) -> bool:
+        return self._replay
+
+    @property
+    def connection(self) -> sa.Connection:
+        if not self._isolated and self._savepoint is None:
+            self._savepoint = self._connection.begin_nested()
+        return self._connection
+
+    @property
+    def event(self) -> CloudEvent:
+        return self._event
+
+    def finish(self, success: bool) -> None:
+        """Release (success) or roll back the lazily opened savepoint, if any."""
+        savepoint, self._savepoint = self._savepoint, None
+        if savepoint is not None and savepoint.is_active:
+            if success:
+                savepoint.commit()
+            else:
+                savepoint.rollback()
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self._subscriber}:{self._event.source}:{self._event.id}"
+
+    def apply_if_newer(self, entity_key: str, version: int | datetime | None = None) -> bool:
+        if version is None:
+            version = (
+                self._event.entityversion
+                if self._event.entityversion is not None
+                else self._event.time
+            )
+        number = version_number(version)
+        table = t.entity_versions
+        conn = self.connection
+        stmt = upsert_insert(conn, table).values(
+            subscriber=self._subscriber, entity_key=entity_key, version=number, updated_at=utcnow()
+        )
+        newer = (
+            table.c.version <= stmt.excluded.version
+            if self._forced
+            else table.c.version < stmt.excluded.version
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.subscriber, table.c.entity_key],
+            set_={"version": stmt.excluded.version, "updated_at": stmt.excluded.updated_at},
+            where=newer,
+        ).returning(table.c.version)
+        applied = conn.execute(stmt).first() is not None
+        if not applied:
+            self.stale = True
+        return applied
+
+
+class Consumer:
+    """Runs handlers under the inbox; records exhausted deliveries as exception entries."""
+
+    def __init__(self, engine: sa.Engine, options: BusOptions) -> None:
+        self.engine = engine
+        self.options = options
+
+    async def deliver(
+        self,
+        subscription: Subscription,
+        stored: StoredEvent,
+        *,
+        attempt: int,
+        forced: bool = False,
+        replay: bool = False,
+    ) -> DeliveryResult:
+        """One delivery in its own transaction (committed before this returns)."""
+        with self.engine.connect() as conn:
+            with conn.begin():
+                result = await self.deliver_in(
+                    conn, subscription, stored, attempt=attempt, forced=forced, replay=replay
+                )
+            return result
+
+    async def deliver_in(
+        self,
+        conn: sa.Connection,
+        subscription: Subscription,
+        stored: StoredEvent,
+        *,
+        attempt: int,
+        forced: bool = False,
+        replay: bool = False,
+    ) -> DeliveryResult:
+        """One delivery inside ``conn``'s open transaction, isolated by a savepoint."""
+        event = stored.event
+        savepoint = conn.begin_nested()
+        try:
+            key = dedup_hash(event)
+            stmt = upsert_insert(conn, t.inbox).values(
+                subscriber=subscription.name,
+                dedup_hash=key,
+                sequence=stored.sequence,
+                outcome=DeliveryStatus.HANDLED.value,
+                attempt=attempt,
+                handled_at=utcnow(),
+            )
+            if forced:
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[t.inbox.c.subscriber, t.inbox.c.dedup_hash],
+                    set_={"attempt": attempt, "handled_at": stmt.excluded.handled_at},
+                )
+            else:
+                stmt = stmt.on_conflict_do_nothing(
+                    index_elements=[t.inbox.c.subscriber, t.inbox.c.dedup_hash]
+                )
+            if conn.execute(stmt.returning(t.inbox.c.subscriber)).first() is None:
+                savepoint.commit()
+                return DeliveryResult(DeliveryStatus.DUPLICATE)
+            ctx = SqlDeliveryContext(
+                conn,
+                subscription.name,
+                event,
+                sequence=stored.sequence,
+                attempt=attempt,
+                forced=forced,
+                replay=replay,
+            )
+            token = current_delivery.set(ctx)
+            try:
+                await subscription.handler(event, ctx)
+            finally:
+                current_delivery.reset(token)
+            if ctx.stale:
+                conn.execute(
+                    t.inbox.update()
+                    .where(t.inbox.c.subscriber == subscription.name, t.inbox.c.dedup_hash == key)
+                    .values(outcome=DeliveryStatus.STALE.value)
+                )
+            savepoint.commit()
+            return DeliveryResult(DeliveryStatus.STALE if ctx.stale else DeliveryStatus.HANDLED)
+        except Exception as exc:
+            if savepoint.is_active:
+                savepoint.rollback()
+            return DeliveryResult(DeliveryStatus.FAILED, error=exc, classification=classify(exc))
+
+    def record_exception(
+        self,
+        conn: sa.Connection,
+        subscription: Subscription,
+        stored: StoredEvent,
+        history: Sequence[AttemptRecord],
+        error: BaseException,
+    ) -> int:
+        """Create (or reopen) the exception entry for an exhausted delivery; returns its id."""
+        event = stored.event
+        classification = classify(error, exhausted=True)
+        now = utcnow()
+        table = t.exceptions
+        existing = conn.execute(
+            sa.select(table.c.id, table.c.history, table.c.manual_retry_count).where(
+                table.c.subscriber == subscription.name,
+                table.c.event_source == event.source,
+                table.c.event_id == event.id,
+            )
+        ).first()
+        values: dict[str, Any] = {
+            "classification": classification.value,
+            "error_type": qualified_name(error),
+            "error_message": str(error)[:4000] or type(error).__name__,
+            "system": downstream_of(error) or subscription.downstream,
+            "updated_at": now,
+        }
+        if existing is None:
+            result = conn.execute(
+                table.insert()
+                .values(
+                    subscriber=subscription.name,
+                    event_source=event.source,
+                    event_id=event.id,
+                    event_type=event.type,
+                    partition_key=event.partitionkey or event.subject,
+                    correlation_id=event.correlationid,
+                    sequence=stored.sequence,
+                    status=ExceptionStatus.OPEN.value,
+                    history=_dump_history(history),
+                    manual_retry_count=0,
+                    envelope=event.model_dump_json(exclude_none=True),
+                    created_at=now,
+                    **values,
+                )
+                .returning(table.c.id)
+            )
+            return int(result.scalar_one())
+        entry_id = int(existing.id)
+        poisoned = existing.manual_retry_count >= self.options.max_manual_retries
+        status = ExceptionStatus.PERMANENTLY_FAILED if poisoned else ExceptionStatus.OPEN
+        conn.execute(
+            table.update()
+            .where(table.c.id == entry_id)
+            .values(
+                status=status.value,
+                history=_dump_history([*_load_history(existing.history), *history]),
+                **values,
+            )
+        )
+        _audit(
+            conn,
+            entry_id,
+            "permanently_failed" if poisoned else "reopen",
+            SYSTEM_ACTOR,
+            "redelivery failed again"
+            + (f" after {existing.manual_retry_count} retries" if poisoned else ""),
+        )
+        return entry_id
+
+    def mark_redelivered(self, conn: sa.Connection, exception_id: int) -> None:
+        """The queued redelivery of an exception succeeded: the entry is resolved."""
+        changed = conn.execute(
+            t.exceptions.update()
+            .where(
+                t.exceptions.c.id == exception_id,
+                t.exceptions.c.status == ExceptionStatus.RETRYING.value,
+            )
+            .values(status=ExceptionStatus.RESOLVED.value, updated_at=utcnow())
+        ).rowcount
+        if changed:
+            _audit(conn, exception_id, "resolve", SYSTEM_ACTOR, "redelivery succeeded")
+
+
+def attempt_record(
+    attempt: int, error: BaseException, classification: Classification
+) -> AttemptRecord:
+    return AttemptRecord(
+        attempt=attempt,
+        at=utcnow(),
+        error_type=qualified_name(error),
+        message=str(error)[:1000] or type(error).__name__,
+        classification=classification,
+    )
+
+
+def dump_attempts(history: Sequence[AttemptRecord]) -> str:
+    return _dump_history(history)
+
+
+def load_attempts(raw: str) -> list[AttemptRecord]:
+    return _load_history(raw)
+
+
+def _dump_history(history: Sequence[AttemptRecord]) -> str:
+    return json.dumps(
+        [
+            {
+                "attempt": h.attempt,
+                "at": h.at.isoformat(),
+                "error_type": h.error_type,
+                "message": h.message,
+                "classification": h.classification.value,
+            }
+            for h in history
+        ]
+    )
+
+
+def _load_history(raw: str) -> list[AttemptRecord]:
+    return [
+        AttemptRecord(
+            attempt=int(item["attempt"]),
+            at=datetime.fromisoformat(item["at"]),
+            error_type=item["error_type"],
+            message=item["message"],
+            classification=Classification(item["classification"]),
+        )
+        for item in json.loads(raw or "[]")
+    ]
+
+
+def _audit(conn: sa.Connection, entry_id: int, action: str, actor: str, reason: str | None) -> None:
+    conn.execute(
+        t.exception_actions.insert().values(
+            entry_id=entry_id, action=action, actor=actor, reason=reason, at=utcnow()
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The exception queue
+# --------------------------------------------------------------------------------------------
+
+Redeliver = Callable[[sa.Connection, Sequence[ExceptionEntry]], Awaitable[None]]
+"""Makes the redelivery of ``entries`` durable inside (or before the commit of) ``conn``'s
+transaction, in which the entries are being marked RETRYING."""
+
+
+def glob_to_like(pattern: str) -> str:
+    escaped = re.sub(r"([\\%_])", r"\\\1", pattern)
+    return escaped.replace("*", "%").replace("?", "_")
+
+
+def _where(filter: ExceptionFilter) -> list[sa.ColumnElement[bool]]:
+    c = t.exceptions.c
+    clauses: list[sa.ColumnElement[bool]] = []
+    if filter.statuses:
+        clauses.append(c.status.in_([s.value for s in filter.statuses]))
+    if filter.subscriber is not None:
+        clauses.append(c.subscriber == filter.subscriber)
+    if filter.event_type is not None:
+        clauses.append(c.event_type.like(glob_to_like(filter.event_type), escape="\\"))
+    if filter.system is not None:
+        clauses.append(c.system == filter.system)
+    if filter.classification is not None:
+        clauses.append(c.classification == filter.classification.value)
+    if filter.older_than is not None:
+        clauses.append(c.created_at < filter.older_than)
+    if filter.newer_than is not None:
+        clauses.append(c.created_at >= filter.newer_than)
+    if filter.partition_key is not None:
+        clauses.append(c.partition_key == filter.partition_key)
+    if filter.correlation_id is not None:
+        clauses.append(c.correlation_id == filter.correlation_id)
+    return clauses
+
+
+def _entry(row: sa.Row[Any], with_event: bool = False) -> ExceptionEntry:
+    return ExceptionEntry(
+        id=int(row.id),
+        subscriber=row.subscriber,
+        event_source=row.event_source,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        partition_key=row.partition_key,
+        correlation_id=row.correlation_id,
+        sequence=int(row.sequence),
+        system=row.system,
+        classification=Classification(row.classification),
+        status=ExceptionStatus(row.status),
+        error_type=row.error_type,
+        error_message=row.error_message,
+        history=tuple(_load_history(row.history)),
+        manual_retry_count=int(row.manual_retry_count),
+        created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at),
+        event=CloudEvent.model_validate_json(row.envelope) if with_event else None,
+    )
+
+
+class SqlExceptionQueue:
+    """:class:`~retailsync.bus.backend.ExceptionQueue` on the SQL tables."""
+
+    def __init__(self, engine: sa.Engine, options: BusOptions, redeliver: Redeliver) -> None:
+        self.engine = engine
+        self.options = options
+        self._redeliver = redeliver
+
+    async def list(
+        self, filter: ExceptionFilter = ExceptionFilter(), *, limit: int = 100, offset: int = 0
+    ) -> builtins.list[ExceptionEntry]:
+        query = (
+            sa.select(t.exceptions)
+            .where(*_where(filter))
+            .order_by(t.exceptions.c.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        with self.engine.connect() as conn:
+            return [_entry(row) for row in conn.execute(query)]
+
+    async def count(self, filter: ExceptionFilter = ExceptionFilter()) -> int:
+        query = sa.select(sa.func.count()).select_from(t.exceptions).where(*_where(filter))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    async def get(self, entry_id: int) -> ExceptionEntry:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.exceptions).where(t.exceptions.c.id == entry_id)).first()
+        if row is None:
+            raise ExceptionNotFound(entry_id)
+        return _entry(row, with_event=True)
+
+    async def actions(self, entry_id: int) -> builtins.list[ExceptionAction]:
+        a = t.exception_actions
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(a).where(a.c.entry_id == entry_id).order_by(a.c.id))
+            return [
+                ExceptionAction(
+                    entry_id=int(r.entry_id),
+                    action=r.action,
+                    actor=r.actor,
+                    reason=r.reason,
+                    at=as_utc(r.at),
+                )
+                for r in rows
+            ]
+
+    async def retry(
+        self, selection: ExceptionSelection, *, actor: str, reason: str | None = None
+    ) -> BulkOutcome:
+        return await self._apply(selection, "retry", actor, reason)
+
+    async def resolve(self, selection: ExceptionSelection, *, actor: str, note: str) -> BulkOutcome:
+        _require_text(note, "a note saying how it was resolved")
+        return await self._apply(selection, "resolve", actor, note)
+
+    async def discard(
+        self, selection: ExceptionSelection, *, actor: str, reason: str
+    ) -> BulkOutcome:
+        _require_text(reason, "a reason for discarding")
+        return await self._apply(selection, "discard", actor, reason)
+
+    async def auto_retry(self, probe: HealthProbe, limit: int) -> int:
+        """Retry open transient entries of downstreams the probe reports healthy (at most
+        ``limit``); returns how many were queued."""
+        c = t.exceptions.c
+        with self.engine.connect() as conn:
+            systems = [
+                row[0]
+                for row in conn.execute(
+                    sa.select(c.system)
+                    .where(
+                        c.status == ExceptionStatus.OPEN.value,
+                        c.classification == Classification.TRANSIENT.value,
+                        c.system.is_not(None),
+                    )
+                    .distinct()
+                )
+            ]
+        queued = 0
+        for system in systems:
+            if queued >= limit or not await probe(system):
+                continue
+            with self.engine.connect() as conn:
+                ids = list(
+                    conn.execute(
+                        sa.select(c.id)
+                        .where(
+                            c.status == ExceptionStatus.OPEN.value,
+                            c.classification == Classification.TRANSIENT.value,
+                            c.system == system,
+                        )
+                        .order_by(c.id)
+                        .limit(limit - queued)
+                    ).scalars()
+                )
+            outcome = await self._apply(
+                ids, "auto_retry", AUTO_RETRY_ACTOR, f"downstream {system!r} is healthy again"
+            )
+            queued += len(outcome.changed)
+        return queued
+
+    async def _apply(
+        self, selection: ExceptionSelection, action: str, actor: str, reason: str | None
+    ) -> BulkOutcome:
+        _require_text(actor, "who is acting (actor)")
+        changed: builtins.list[int] = []
+        skipped: builtins.list[tuple[int, str]] = []
+        if isinstance(selection, ExceptionFilter):
+            after = 0
+            while True:
+                with self.engine.connect() as conn:
+                    ids = list(
+                        conn.execute(
+                            sa.select(t.exceptions.c.id)
+                            .where(*_where(selection), t.exceptions.c.id > after)
+                            .order_by(t.exceptions.c.id)
+                            .limit(_CHUNK)
+                        ).scalars()
+                    )
+                if not ids:
+                    break
+                after = ids[-1]
+                await self._apply_chunk(ids, action, actor, reason, changed, skipped)
+        else:
+            ids = [selection] if isinstance(selection, int) else list(selection)
+            for start in range(0, len(ids), _CHUNK):
+                await self._apply_chunk(
+                    ids[start : start + _CHUNK], action, actor, reason, changed, skipped
+                )
+        return BulkOutcome(changed=tuple(changed), skipped=tuple(skipped))
+
+    async def _apply_chunk(
+        self,
+        ids: Sequence[int],
+        action: str,
+        actor: str,
+        reason: str | None,
+        changed: builtins.list[int],
+        skipped: builtins.list[tuple[int, str]],
+    ) -> None:
+        """One transaction per chunk: status changes, audit rows and durable redelivery."""
+        table = t.exceptions
+        now = utcnow()
+        with self.engine.connect() as conn, conn.begin():
+            query = sa.select(table).where(table.c.id.in_(ids)).order_by(table.c.id)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            rows = {int(r.id): r for r in conn.execute(query)}
+            to_redeliver: builtins.list[ExceptionEntry] = []
+            chunk_changed: builtins.list[int] = []
+            for entry_id in ids:
+                row = rows.get(entry_id)
+                if row is None:
+                    skipped.append((entry_id, "no such exception entry"))
+                    continue
+                status = ExceptionStatus(row.status)
+                if action in ("retry", "auto_retry"):
+                    if status is not ExceptionStatus.OPEN:
+                        skipped.append((entry_id, f"status is {status.value}; only open retry"))
+                        continue
+                    if row.manual_retry_count >= self.options.max_manual_retries:
+                        conn.execute(
+                            table.update()
+                            .where(table.c.id == entry_id)
+                            .values(status=ExceptionStatus.PERMANENTLY_FAILED.value, updated_at=now)
+                        )
+                        _audit(
+                            conn,
+                            entry_id,
+                            "permanently_failed",
+                            actor,
+                            f"retried {row.manual_retry_count} times already "
+                            f"(limit {self.options.max_manual_retries})",
+                        )
+                        skipped.append((entry_id, "permanently failed: retry limit reached"))
+                        continue
+                    conn.execute(
+                        table.update()
+                        .where(table.c.id == entry_id)
+                        .values(
+                            status=ExceptionStatus.RETRYING.value,
+                            manual_retry_count=table.c.manual_retry_count + 1,
+                            updated_at=now,
+                        )
+                    )
+                    to_redeliver.append(_entry(row, with_event=True))
+                else:
+                    final = (
+                        ExceptionStatus.RESOLVED
+                        if action == "resolve"
+                        else ExceptionStatus.DISCARDED
+                    )
+                    if status in (ExceptionStatus.RESOLVED, ExceptionStatus.DISCARDED):
+                        skipped.append((entry_id, f"already {status.value}"))
+                        continue
+                    conn.execute(
+                        table.update()
+                        .where(table.c.id == entry_id)
+                        .values(status=final.value, updated_at=now)
+                    )
+                _audit(conn, entry_id, action, actor, reason)
+                chunk_changed.append(entry_id)
+            if to_redeliver:
+                await self._redeliver(conn, to_redeliver)
+        changed.extend(chunk_changed)
+
+
+def _require_text(value: str | None, what: str) -> None:
+    if value is None or not value.strip():
+        raise ValueError(f"{what} is required")

@@ -1,0 +1,10 @@
+"""Durable retail workflows on DBOS: refunds, returns, replacements, cancellations, fulfilment.
+
+One module per orchestration (``refund``, ``returns``, ``replacement``, ``cancellation``,
+``fulfillment``); each workflow body reads like the process and every outside effect is a named
+step in ``steps`` that calls a port (:mod:`retailsync.ports`) with an idempotency key derived from
+the workflow id and the step name. ``runtime`` configures and launches DBOS, ``api`` is the
+process API router, ``cli`` the operator commands. May import ``retailsync.domain``,
+``retailsync.ports``, ``retailsync.resilience.errors``, ``retailsync.config`` and
+``retailsync.audit``; never a connector or a sandbox (``bootstrap`` hands the adapters in).
+"""

@@ -1,0 +1,3 @@
+"""fulfillment workflow."""
+
+from __future__ import annotations
