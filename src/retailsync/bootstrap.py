@@ -90,6 +90,7 @@ def subscriptions(hub: Hub) -> list[Subscription]:
     """Every subscriber the hub delivers canonical events to."""
     from retailsync.bus.backend import EventFilter
     from retailsync.reconcile.projection import AvailabilityProjection
+    from retailsync.views import order_360_subscription
 
     availability = AvailabilityProjection(hub.settings.availability)
     own = [
@@ -98,6 +99,7 @@ def subscriptions(hub: Hub) -> list[Subscription]:
             handler=availability.handle,
             filter=EventFilter(types=availability.event_types),
         ),
+        order_360_subscription(),
         Subscription(
             name="workflows.warehouse-receipts",
             handler=route_warehouse_receipt,
@@ -157,10 +159,12 @@ def _wire_erp(hub: Hub) -> None:
     from retailsync.connectors.erp.adapter import TrytonErpAdapter
     from retailsync.connectors.erp.client import TrytonClient
     from retailsync.connectors.erp.poller import ErpChangePoller
+    from retailsync.connectors.erp.queries import TrytonErpQueries
 
     client = TrytonClient(erp_settings.connection(), guard=hub.downstreams["erp"])
     adapter = TrytonErpAdapter(client, hub.engine)
     hub.adapters["erp"] = adapter
+    hub.adapters["erp_queries"] = TrytonErpQueries(adapter)
     hub.closers.append(client.aclose)
     poller = ErpChangePoller(adapter, hub.engine, hub.bus)
 

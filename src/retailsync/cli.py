@@ -16,6 +16,7 @@ from retailsync.connectors.erp import cli as erp_cli
 from retailsync.observability import cli as observability_cli
 from retailsync.reconcile.cli import app as reconcile_app
 from retailsync.schemas.cli import app as schemas_app
+from retailsync.workflows.cli import app as workflows_app
 
 app = typer.Typer(
     name="retailsync",
@@ -36,6 +37,7 @@ app.command("replay")(bus_cli.replay)
 app.command("trace")(observability_cli.trace)
 app.add_typer(observability_cli.app, name="observability", help="Business KPIs and SLA checks.")
 app.add_typer(reconcile_app, name="reconcile", help="Compare systems, report and correct drift.")
+app.add_typer(workflows_app, name="workflows", help="Durable workflows: list, show, approve.")
 app.add_typer(bus_cli.exceptions_app, name="exceptions", help="Work the exception queue.")
 console = Console(stderr=True)
 

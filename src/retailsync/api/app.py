@@ -15,6 +15,7 @@ from fastapi import APIRouter, FastAPI
 from retailsync import __version__
 from retailsync.api import admin, health
 from retailsync.api.auth import require_scope
+from retailsync.api.experience import router as experience_router
 from retailsync.api.governance import Governance
 from retailsync.api.idempotency import (
     Idempotency,
@@ -27,6 +28,7 @@ from retailsync.api.openapi import install_governed_openapi
 from retailsync.api.problems import PROBLEM_RESPONSE_DOC, install_problem_handlers
 from retailsync.api.scopes import Scope
 from retailsync.api.settings import governance_settings
+from retailsync.api.system import router as system_router
 from retailsync.api.versioning import API_PREFIX, ResponseHeadersMiddleware
 from retailsync.bootstrap import Hub, run_hub
 from retailsync.bus.api import router as events_router
@@ -39,6 +41,7 @@ from retailsync.observability.api import router as observability_router
 from retailsync.observability.metrics import MetricsMiddleware
 from retailsync.reconcile.api import router as reconcile_router
 from retailsync.resilience.api import router as connectors_router
+from retailsync.workflows.api import router as process_router
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -95,6 +98,9 @@ def create_app(
     v1.include_router(health.router)
     v1.include_router(admin.router)
     v1.include_router(reconcile_router)
+    v1.include_router(process_router)
+    v1.include_router(system_router)
+    v1.include_router(experience_router)
     v1.include_router(observability_router)
     v1.include_router(
         build_webhook_router(
