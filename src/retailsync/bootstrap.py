@@ -27,6 +27,8 @@ from retailsync.observability.instrument import install_observability, traced_ha
 from retailsync.observability.logging import configure_logging, get_logger
 from retailsync.observability.monitor import SlaMonitor
 from retailsync.observability.settings import observability_settings
+from retailsync.reconcile.live_sources import reconcile_sources
+from retailsync.reconcile.schedule import scheduled_reconciliations
 from retailsync.resilience import BreakerState, Downstreams
 from retailsync.resilience.metrics import register_metrics
 from retailsync.workflows.runtime import workflow_lifespan
@@ -89,8 +91,10 @@ def check_worker(settings: Settings) -> None:
 def subscriptions(hub: Hub) -> list[Subscription]:
     """Every subscriber the hub delivers canonical events to."""
     from retailsync.bus.backend import EventFilter
+    from retailsync.reconcile.correctors import correction_subscriptions
     from retailsync.reconcile.projection import AvailabilityProjection
     from retailsync.views import order_360_subscription
+    from retailsync.workflows.routing import fulfillment_subscriptions
 
     availability = AvailabilityProjection(hub.settings.availability)
     own = [
@@ -100,6 +104,8 @@ def subscriptions(hub: Hub) -> list[Subscription]:
             filter=EventFilter(types=availability.event_types),
         ),
         order_360_subscription(),
+        *correction_subscriptions(hub),
+        *fulfillment_subscriptions(),
         Subscription(
             name="workflows.warehouse-receipts",
             handler=route_warehouse_receipt,
@@ -288,6 +294,8 @@ def bootstrap(
     _wire_batch(hub)
     hub.background_jobs["sla-monitor"] = SlaMonitor(engine, observability_settings(settings)).run
     hub.adapters["reconcile_policy"] = settings.reconcile
+    hub.adapters["reconcile_sources"] = reconcile_sources(hub)
+    hub.background_jobs["reconcile-schedule"] = scheduled_reconciliations(hub)
     hub.adapters["availability_settings"] = settings.availability
     for subscription in subscriptions(hub):
         hub.bus.subscribe(subscription)

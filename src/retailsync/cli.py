@@ -108,11 +108,22 @@ def serve(
 
 @app.command()
 def demo(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help="Play the scenario, verify, print the summary and exit "
+            "(0 only if every outcome was verified).",
+        ),
+    ] = False,
+    port: Annotated[
+        int | None, typer.Option(help="The hub's port (default 8000, or any free port).")
+    ] = None,
 ) -> None:
-    """Run the hub with its local demo on the embedded SQLite default."""
-    _serve(_load_settings(), host, port)
+    """Start every system locally, seed a small store and play the retail scenario."""
+    from retailsync.demo import run_demo
+
+    raise typer.Exit(run_demo(once=once, port=port))
 
 
 @app.command()

@@ -11,12 +11,16 @@ Responses:
 - **422** no event was stored: ``application/problem+json`` with ``errors[]`` by index.
 - **400** the body is not a JSON array; **413** the batch is larger than the limit.
 
-The router reads the bus from ``request.app.state.bus`` (an ``EventBusBackend``).
+The router reads the bus from ``request.app.state.bus`` (an ``EventBusBackend``). Events
+without a ``correlationid`` get the request's (its ``traceparent`` trace id); each request is
+one ``inbound`` hop of the trace store, and each event stored now counts in
+``retailsync_events_ingested_total``.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -25,6 +29,8 @@ from fastapi.responses import JSONResponse
 from retailsync.bus.backend import BusOptions, EventBusBackend, PublishOutcome, PublishStatus
 from retailsync.bus.errors import BatchTooLarge
 from retailsync.domain.events import CloudEvent
+from retailsync.observability.instrument import record_inbound, trace_store
+from retailsync.observability.tracecontext import correlation_id
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://retailsync.dev/problems/"
@@ -66,6 +72,51 @@ def _problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
+def _stamp_correlation(payload: list[Any]) -> None:
+    """Events sent without a ``correlationid`` join the request's trace."""
+    correlation = correlation_id()
+    if correlation is None:
+        return
+    for item in payload:
+        if isinstance(item, dict) and not item.get("correlationid"):
+            item["correlationid"] = correlation
+
+
+async def _record_batch(
+    payload: list[Any], outcomes: list[PublishOutcome], stored: int, at: datetime
+) -> None:
+    """The request as one ``inbound`` hop: the batch's event type, outcome and order."""
+    if trace_store() is None:
+        return
+    events = [
+        payload[o.index]
+        for o in outcomes
+        if o.status is not PublishStatus.REJECTED and isinstance(payload[o.index], dict)
+    ]
+    types = sorted({str(item.get("type")) for item in payload if isinstance(item, dict)})
+    accepted = sum(o.status is PublishStatus.ACCEPTED for o in outcomes)
+    if stored == 0:
+        status = "rejected"
+    elif stored < len(outcomes):
+        status = "partially_rejected"
+    else:
+        status = "accepted" if accepted else "duplicate"
+    await record_inbound(
+        "events-api",
+        types[0] if len(types) == 1 else "batch",
+        status,
+        events=events,
+        detail={
+            "events": len(outcomes),
+            "accepted": accepted,
+            "duplicates": stored - accepted,
+            "rejected": len(outcomes) - stored,
+            "types": types[:20],
+        },
+        at=at,
+    )
+
+
 @router.post(
     "/v1/events",
     status_code=202,
@@ -84,6 +135,7 @@ def _problem(
     },
 )
 async def ingest_events(request: Request) -> JSONResponse:
+    received_at = datetime.now(UTC)
     bus: EventBusBackend = request.app.state.bus
     try:
         payload = json.loads(await request.body())
@@ -101,6 +153,7 @@ async def ingest_events(request: Request) -> JSONResponse:
             "Body is not a batch of events",
             "send a JSON array of CloudEvents (structured mode), e.g. [{...}, {...}]",
         )
+    _stamp_correlation(payload)
     try:
         outcomes = await bus.publish(payload)
     except BatchTooLarge as exc:
@@ -111,9 +164,10 @@ async def ingest_events(request: Request) -> JSONResponse:
     rejected = [
         r for r, o in zip(results, outcomes, strict=True) if o.status is PublishStatus.REJECTED
     ]
+    stored = len(outcomes) - len(rejected)
+    await _record_batch(payload, outcomes, stored, received_at)
     if not rejected:
         return JSONResponse({"results": results}, status_code=202)
-    stored = len(outcomes) - len(rejected)
     errors = [{"index": r["index"], "errors": r["errors"]} for r in rejected]
     if stored == 0:
         return _problem(

@@ -45,6 +45,7 @@ from retailsync.bus.errors import (
     qualified_name,
 )
 from retailsync.domain.events import CloudEvent
+from retailsync.observability import metrics as hub_metrics
 
 AUTO_RETRY_ACTOR = "system:auto-retry"
 SYSTEM_ACTOR = "system"
@@ -332,6 +333,7 @@ class Consumer:
                 )
                 .returning(table.c.id)
             )
+            hub_metrics.event_dead_lettered(event.type, subscription.name)
             return int(result.scalar_one())
         entry_id = int(existing.id)
         poisoned = existing.manual_retry_count >= self.options.max_manual_retries

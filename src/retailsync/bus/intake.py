@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from retailsync.bus import tables as t
 from retailsync.bus.backend import Classification, ExceptionStatus
 from retailsync.domain.events import CloudEvent
+from retailsync.observability import metrics as hub_metrics
 
 INTAKE_PREFIX = "intake:"
 INTAKE_EVENT_TYPE = "retailsync.intake.rejected"
@@ -100,4 +101,5 @@ def record_intake_failure(
                 updated_at=now,
             )
         )
+    hub_metrics.event_dead_lettered(INTAKE_EVENT_TYPE, subscriber)
     return True

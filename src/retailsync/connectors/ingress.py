@@ -13,6 +13,11 @@ The order of work is the contract with the vendor and with the rest of the hub:
 5. the events are published durably and only then is the vendor answered 2xx. If publishing
    fails the vendor gets a 503 and its retry goes through the same steps again.
 
+Events the mapper built without a ``correlationid`` get the request's (the trace id of the
+``traceparent`` the middleware accepted or started). Every authentic delivery is recorded as
+an ``inbound`` hop of the trace (connector, topic, outcome, the order or case it names) when
+observability is installed; rejected deliveries are audited in ``webhook_rejections`` only.
+
 Every error is an RFC 9457 ``application/problem+json`` document.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -39,6 +45,7 @@ from retailsync.connectors.webhook_protocol import (
     WebhookUnmappable,
 )
 from retailsync.db import metadata
+from retailsync.observability.instrument import record_inbound, with_correlation
 from retailsync.ports.publisher import EventPublisher
 
 __all__ = [
@@ -220,9 +227,13 @@ class _WebhookIngress:
         except WebhookUnmappable:
             delivery_id = f"sha256:{body_sha256}"
 
+        topic = webhook_topic(headers, body)
         previous = await run_in_threadpool(self._claim, connector, delivery_id, body_sha256, now)
         if previous in (DeliveryStatus.PUBLISHED, DeliveryStatus.IGNORED):
             log.info("webhook.duplicate", connector=connector, delivery_id=delivery_id)
+            await record_inbound(
+                connector, topic, "duplicate", detail={"delivery_id": delivery_id}, at=now
+            )
             return JSONResponse(
                 {"status": previous.value, "delivery_id": delivery_id, "duplicate": True}
             )
@@ -240,16 +251,32 @@ class _WebhookIngress:
         try:
             events = receiver.to_events(headers, body)
         except Exception as error:  # a data error, whatever the mapper raised
+            await record_inbound(
+                connector,
+                topic,
+                DeliveryStatus.UNMAPPABLE.value,
+                detail={"delivery_id": delivery_id, "error": type(error).__name__},
+                at=now,
+            )
             return await self._unmappable(connector, delivery_id, body, error, now, instance)
 
         if not events:
             await run_in_threadpool(
                 self._mark, connector, delivery_id, DeliveryStatus.IGNORED, 0, now
             )
+            await record_inbound(
+                connector,
+                topic,
+                DeliveryStatus.IGNORED.value,
+                detail={"delivery_id": delivery_id},
+                at=now,
+            )
             return JSONResponse(
                 {"status": DeliveryStatus.IGNORED.value, "delivery_id": delivery_id, "events": []}
             )
 
+        # Events the vendor sent without a correlation id join this request's trace.
+        events = with_correlation(events)
         try:
             await self.publisher.publish(events)
         except Exception as error:
@@ -258,6 +285,14 @@ class _WebhookIngress:
                 connector=connector,
                 delivery_id=delivery_id,
                 error=str(error),
+            )
+            await record_inbound(
+                connector,
+                topic,
+                "not_stored",
+                events=events,
+                detail={"delivery_id": delivery_id, "error": type(error).__name__},
+                at=now,
             )
             return problem_response(
                 503,
@@ -270,6 +305,14 @@ class _WebhookIngress:
             )
         await run_in_threadpool(
             self._mark, connector, delivery_id, DeliveryStatus.PUBLISHED, len(events), now
+        )
+        await record_inbound(
+            connector,
+            topic,
+            "accepted",
+            events=events,
+            detail={"delivery_id": delivery_id, "events": [event.type for event in events]},
+            at=now,
         )
         log.info(
             "webhook.published", connector=connector, delivery_id=delivery_id, events=len(events)
@@ -417,6 +460,24 @@ class _WebhookIngress:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+_TOPIC_HEADERS = ("x-shopify-topic", "x-github-event", "x-event-type")
+
+
+def webhook_topic(headers: Mapping[str, str], body: bytes) -> str:
+    """What a delivery is about, for its trace hop: the vendor's topic header, else the
+    ``type`` of a JSON body (Stripe, Zendesk, WMS), else ``webhook``."""
+    for name in _TOPIC_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value.strip()[:100]
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return "webhook"
+    kind = payload.get("type") if isinstance(payload, dict) else None
+    return kind[:100] if isinstance(kind, str) and kind else "webhook"
 
 
 def build_webhook_router(

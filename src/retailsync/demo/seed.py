@@ -61,20 +61,36 @@ class HistoricOrder:
 
 HISTORY: tuple[HistoricOrder, ...] = (
     HistoricOrder(
-        "sneakers", "ada@example.com", (("RS-SNEAKER-42", 2),), 4, True,
+        "sneakers",
+        "ada@example.com",
+        (("RS-SNEAKER-42", 2),),
+        4,
+        True,
         "Both sneakers arrived with torn soles",
     ),
     HistoricOrder(
-        "hoodie-and-cap", "grace@example.com", (("RS-HOODIE-M", 1), ("RS-CAP", 1)), 3, True,
+        "hoodie-and-cap",
+        "grace@example.com",
+        (("RS-HOODIE-M", 1), ("RS-CAP", 1)),
+        3,
+        True,
         "I'd like to send my hoodie and cap back",
     ),
     HistoricOrder(
-        "mug-and-tee", "alan@example.com", (("RS-MUG", 1), ("RS-TSHIRT-M", 1)), 3, True,
+        "mug-and-tee",
+        "alan@example.com",
+        (("RS-MUG", 1), ("RS-TSHIRT-M", 1)),
+        3,
+        True,
         "My mug arrived chipped, can I get another one?",
     ),
     HistoricOrder("cap", "grace@example.com", (("RS-CAP", 1),), 2, True),
     HistoricOrder(
-        "tees", "ada@example.com", (("RS-TSHIRT-L", 2),), 1, False,
+        "tees",
+        "ada@example.com",
+        (("RS-TSHIRT-L", 2),),
+        1,
+        False,
         "Please cancel my order, I ordered the wrong size",
     ),
 )
@@ -229,8 +245,12 @@ def _shop_order(env: DemoEnvironment, spec: HistoricOrder) -> dict[str, Any]:
             return order
     order = shop.create_order(
         lines=[
-            {"sku": sku, "quantity": qty, "price": product_by_sku(sku).list_price,
-             "title": product_by_sku(sku).name}
+            {
+                "sku": sku,
+                "quantity": qty,
+                "price": product_by_sku(sku).list_price,
+                "title": product_by_sku(sku).name,
+            }
             for sku, qty in spec.lines
         ],
         email=spec.email,

@@ -63,7 +63,7 @@ class ErpProbe:
             raise PermissionError("session expired")
         answer.raise_for_status()
         body = answer.json()
-        if "error" in body and body["error"]:
+        if body.get("error"):
             raise RuntimeError(f"Tryton {method}: {body['error']}")
         return _decode(body.get("result"))
 
@@ -99,6 +99,17 @@ class ErpProbe:
             ["id", "state", "shipment_state", "invoice_state", "total_amount", "invoices"],
         )
 
+    async def sale_cancelled(self, sale_id: int) -> bool:
+        """Cancelled, or (Tryton's way once processing) every shipment and invoice cancelled."""
+        (sale,) = await self.call(SALE, "read", [sale_id], ["state", "shipments", "invoices"])
+        if sale["state"] == "cancelled":
+            return True
+        if sale["state"] != "processing" or not (sale["shipments"] or sale["invoices"]):
+            return False
+        shipments = await self.call("stock.shipment.out", "read", sale["shipments"], ["state"])
+        invoices = await self.invoices(list(sale["invoices"]))
+        return all(doc["state"] == "cancelled" for doc in [*shipments, *invoices])
+
     async def invoices(self, ids: list[int]) -> list[dict[str, Any]]:
         if not ids:
             return []
@@ -126,16 +137,22 @@ class ErpProbe:
 
     async def counts(self) -> dict[str, int]:
         """What the ERP holds, by kind, counted by the ERP."""
-        sales = await self.search_read(SALE, [], ["state", "total_amount", "reference"])
+        sales = await self.search_read(SALE, [], ["id", "state", "total_amount", "reference"])
         invoices = await self.search_read(
             "account.invoice", [["type", "=", "out"]], ["state", "total_amount"]
         )
         shipments = await self.search_read("stock.shipment.out", [], ["state"])
         returns = await self.search_read("stock.shipment.out.return", [], ["state"])
         orders = [s for s in sales if s["total_amount"] >= 0]
+        cancelled = 0
+        for sale in orders:
+            if sale["state"] in ("cancelled", "processing") and await self.sale_cancelled(
+                int(sale["id"])
+            ):
+                cancelled += 1
         return {
             "sales orders": len(orders),
-            "  of which cancelled": sum(1 for s in orders if s["state"] == "cancelled"),
+            "  of which cancelled": cancelled,
             "return sales": len(sales) - len(orders),
             "invoices posted": sum(
                 1 for i in invoices if i["total_amount"] >= 0 and i["state"] in ("posted", "paid")

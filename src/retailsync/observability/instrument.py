@@ -185,9 +185,11 @@ class observe_outbound:
         self.case_id = case_id
         self.detail = detail
         self._span: Any = None
+        self._at = 0.0
+        self._started = 0.0
 
     async def __aenter__(self) -> None:
-        self._at = datetime.now(UTC)
+        self._at = time.time()
         if tracing_enabled():
             self._span = hub_span(
                 f"{self.system} {self.operation}",
@@ -228,7 +230,7 @@ class observe_outbound:
             order_id=self.order_id or (subject[0] if subject else None),
             case_id=self.case_id or (subject[1] if subject else None),
             detail=detail,
-            at=self._at,
+            at=datetime.fromtimestamp(self._at, UTC),
         )
 
 
@@ -252,16 +254,25 @@ def with_correlation(events: Sequence[CloudEvent]) -> list[CloudEvent]:
     ]
 
 
-def business_ids(events: Iterable[CloudEvent]) -> tuple[str | None, str | None]:
-    """The order and case the events are about, when they name exactly one of each."""
+def _field(event: CloudEvent | Mapping[str, Any], name: str) -> Any:
+    return event.get(name) if isinstance(event, Mapping) else getattr(event, name, None)
+
+
+def business_ids(
+    events: Iterable[CloudEvent | Mapping[str, Any]],
+) -> tuple[str | None, str | None]:
+    """The order and case the events are about, when they name exactly one of each.
+
+    Events may be CloudEvents or their JSON form (as ``POST /v1/events`` receives them).
+    """
     orders: set[str] = set()
     cases: set[str] = set()
     for event in events:
-        order, case = ids_in(event.data)
-        for key in (event.subject, event.partitionkey):
-            if key and key.startswith("ord_"):
+        order, case = ids_in(_field(event, "data"))
+        for key in (_field(event, "subject"), _field(event, "partitionkey")):
+            if isinstance(key, str) and key.startswith("ord_"):
                 order = order or key
-            elif key and key.startswith("case_"):
+            elif isinstance(key, str) and key.startswith("case_"):
                 case = case or key
         if order:
             orders.add(order)
@@ -278,21 +289,23 @@ async def record_inbound(
     operation: str,
     status: str,
     *,
-    events: Sequence[CloudEvent] = (),
+    events: Sequence[CloudEvent | Mapping[str, Any]] = (),
     correlation: str | None = None,
     order_id: str | None = None,
     case_id: str | None = None,
     detail: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> None:
     """One inbound message (a webhook delivery, an API batch of events) as a durable hop.
 
     ``correlation`` defaults to the one the events share, else the current trace's; the
-    order and case default to the ones the events name.
+    order and case default to the ones the events name. ``at`` is when the message arrived
+    (so the hop sorts before the events it produced); now by default.
     """
     if _store is None:
         return
     if correlation is None:
-        shared = {event.correlationid for event in events}
+        shared = {_field(event, "correlationid") for event in events}
         correlation = next(iter(shared)) if len(shared) == 1 else None
     if events and (order_id is None or case_id is None):
         found_order, found_case = business_ids(events)
@@ -307,6 +320,7 @@ async def record_inbound(
         order_id=order_id,
         case_id=case_id,
         detail=detail,
+        at=at,
     )
 
 

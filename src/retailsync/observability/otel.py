@@ -47,8 +47,8 @@ __all__ = [
     "hub_span",
     "inject_traceparent",
     "setup_tracing",
-    "traceparent_hooks",
     "shutdown_tracing",
+    "traceparent_hooks",
 ]
 
 _provider: TracerProvider | None = None

@@ -7,8 +7,13 @@ or exception), ``corrections`` (correction events and exception tickets with der
 ``tables`` (drift reports in SQL), ``export`` (CSV / JSON), ``sources`` (adapters paging
 through the ports, and CSV files), ``availability`` (pure available-to-sell state and push
 decision), ``projection`` (the SQL-backed available-to-sell read model the bus feeds),
-``api`` and ``cli`` (entrypoints).
+``exceptions`` (tickets into the bus exception queue), ``live_sources`` (the sources over the
+wired ERP, warehouse, storefront and payment adapters), ``correctors`` (bus subscribers that
+apply corrections), ``schedule`` (the background job of scheduled runs), ``api`` and ``cli``
+(entrypoints).
 
-May import ``retailsync.domain``, ``retailsync.ports``, ``retailsync.db`` and
-``retailsync.config``; ``api`` also imports ``retailsync.api``. Never imports connectors.
+May import ``retailsync.domain``, ``retailsync.ports``, ``retailsync.db``,
+``retailsync.config``, ``retailsync.bus`` (intake, subscriptions) and ``retailsync.views``
+(tables); ``api`` also imports ``retailsync.api``. Only ``live_sources`` imports connectors,
+lazily, as wiring.
 """

@@ -25,9 +25,13 @@ applied (unknown item, ERP refusal) raises a business error and lands in the exc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import sqlalchemy as sa
 
 from retailsync.bus.backend import EventFilter, Subscription
 from retailsync.domain.catalogue import (
@@ -51,6 +55,7 @@ __all__ = [
     "ErpStockCorrector",
     "OrderResendCorrector",
     "StorefrontLevelCorrector",
+    "bound_to_delivery",
     "correction_subscriptions",
     "customer_for",
 ]
@@ -89,6 +94,34 @@ class StorefrontLevelCorrector:
         )
 
 
+class _DeliveryTransaction:
+    """An ``Engine`` stand-in whose ``connect()`` / ``begin()`` hand out the delivery's
+    transaction, so an adapter's own bookkeeping (the cross-reference links the ERP adapter
+    writes) commits with the inbox record instead of waiting on it (SQLite has one writer)."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[sa.Connection]:
+        yield self.connection
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        yield self.connection
+
+
+def bound_to_delivery(adapter: Any, ctx: Any) -> Any:
+    """``adapter`` writing its hub-side records in the delivery's transaction, when it keeps
+    an ``engine`` (the ERP adapter); otherwise the adapter itself."""
+    connection = getattr(ctx, "connection", None)
+    if connection is None or not hasattr(adapter, "engine"):
+        return adapter
+    bound = copy.copy(adapter)
+    bound.engine = _DeliveryTransaction(connection)
+    return bound
+
+
 @dataclass
 class ErpStockCorrector:
     """Books a cycle-count adjustment in the ERP."""
@@ -103,7 +136,7 @@ class ErpStockCorrector:
             return
         payload = parse_event(event)
         if isinstance(payload, InventoryAdjusted):
-            await self.erp.adjust_inventory(payload.adjustment)
+            await bound_to_delivery(self.erp, ctx).adjust_inventory(payload.adjustment)
 
 
 def customer_for(order: Order) -> Customer:
@@ -136,7 +169,8 @@ class OrderResendCorrector:
             return
         payload = parse_event(event)
         if isinstance(payload, OrderCreated):
-            await self.erp.submit_order(payload.order, customer_for(payload.order))
+            erp = bound_to_delivery(self.erp, ctx)
+            await erp.submit_order(payload.order, customer_for(payload.order))
 
 
 Corrector = StorefrontLevelCorrector | ErpStockCorrector | OrderResendCorrector

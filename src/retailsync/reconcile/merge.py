@@ -88,6 +88,45 @@ class _Cursor(Generic[R]):
             return
 
 
+def _aligned_prefix(active: Sequence[_Cursor[R]], ends: Sequence[int]) -> int:
+    """How many keys from each cursor's position (before its ``end``) every source holds at the
+    same offset, once each: the stretch the agreement fast path may take."""
+    first = active[0]
+    start = first.position
+    limit = min(end - c.position for c, end in zip(active, ends, strict=True))
+    if limit <= 0:
+        return 0
+    keys = first.keys
+
+    def same(n: int) -> bool:
+        part = keys[start : start + n]
+        return all(c.keys[c.position : c.position + n] == part for c in active[1:])
+
+    if same(limit):
+        aligned = limit
+    else:  # equal prefixes only grow shorter: binary search the longest one (C-level compares)
+        low, high = 0, limit  # same(low) is true, same(high) is false
+        while high - low > 1:
+            middle = (low + high) // 2
+            if same(middle):
+                low = middle
+            else:
+                high = middle
+        aligned = low
+    part = keys[start : start + aligned]
+    if aligned > 1 and not all(map(operator.lt, part, part[1:])):
+        # A key repeated within a source: stop before the first repeat.
+        aligned = next(n for n in range(aligned - 1) if part[n] >= part[n + 1])
+    if aligned:
+        last = keys[start + aligned - 1]
+        if any(
+            c.position + aligned < len(c.keys) and c.keys[c.position + aligned] == last
+            for c in active
+        ):
+            aligned -= 1  # the last key goes on in some source: a duplicate, not for the fast path
+    return aligned
+
+
 async def merge_by_key(
     sources: Mapping[str, AsyncIterable[Sequence[R]]],
     *,
@@ -118,27 +157,27 @@ async def merge_by_key(
             # Keys strictly below the bound: a key equal to it may go on in a source's next
             # page (a duplicate across pages) and is left to the general path below.
             ends = [bisect_left(c.keys, bound, c.position) for c in active]
-            first = active[0]
-            keys = first.keys[first.position : ends[0]]
-            aligned = all(
-                c.keys[c.position : end] == keys
-                for c, end in zip(active[1:], ends[1:], strict=True)
-            ) and (len(keys) < 2 or all(map(operator.lt, keys, keys[1:])))
-            if aligned and keys:
-                slices = [c.page[c.position : end] for c, end in zip(active, ends, strict=True)]
+            aligned = _aligned_prefix(active, ends)
+            if aligned:
+                first = active[0]
+                keys = first.keys[first.position : first.position + aligned]
+                slices = [c.page[c.position : c.position + aligned] for c in active]
                 names = [c.name for c in active]
                 for key, *records in zip(keys, *slices, strict=True):
                     if not agree(*records):
                         batch.append(
                             KeyGroup(key, {n: [r] for n, r in zip(names, records, strict=True)})
                         )
-                batch.compared += len(keys)
-                for cursor, end in zip(active, ends, strict=True):
-                    cursor.position = end
+                batch.compared += aligned
+                for cursor in active:
+                    cursor.position += aligned
                 if len(batch) >= batch_size:
                     yield batch
                     batch = MergedBatch()
                 continue
+            # The sources disagree on the next key (missing somewhere, or duplicated): group
+            # just that key the general way, then go back to the fast path.
+            bound = min(c.keys[c.position] for c in active if c.position < len(c.keys))
         chunk: dict[str, dict[str, list[R]]] = {}
         for cursor in active:
             name = cursor.name

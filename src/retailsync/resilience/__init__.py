@@ -2,9 +2,10 @@
 concurrency limits with priority lanes, stale reads and durably deferred writes.
 
 Connectors call ``downstreams["erp"].call(...)`` / ``.read(...)`` / ``.write(...)`` and raise
-the errors in :mod:`retailsync.resilience.errors`. May import ``retailsync.db`` and
-``retailsync.config``; never imports connectors, workflows or the API layer (``api.py`` is
-the router the application includes).
+the errors in :mod:`retailsync.resilience.errors`. May import ``retailsync.db``,
+``retailsync.config`` and ``retailsync.observability`` (the guard observes each attempt);
+never imports connectors, workflows or the API layer (``api.py`` is the router the
+application includes).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ It reproduces, in memory, what Stripe documents for:
 
 * payment intents and charges (``/v1/payment_intents``, ``/v1/charges``), cancelling a
   payment intent (``/v1/payment_intents/{id}/cancel``: only from the cancellable statuses, an
-  uncaptured authorization is released) and refunds (``/v1/refunds``): form-encoded requests, object shapes, list objects with ``has_more`` and
-  ``starting_after`` / ``ending_before`` (newest first, ``limit`` 1-100, default 10);
+  uncaptured authorization is released) and refunds (``/v1/refunds``): form-encoded
+  requests, object shapes, list objects with ``has_more`` and ``starting_after`` /
+  ``ending_before`` (newest first, ``limit`` 1-100, default 10);
 * errors: ``{"error": {"type", "code", "message", "param"}}`` with Stripe's status codes
   (400 invalid request, 401 bad key, 404 missing object, 429 rate limit, 500 api error) and a
   ``Request-Id`` header on every answer;

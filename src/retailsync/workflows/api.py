@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from retailsync.api.auth import require_scope
 from retailsync.api.problems import ProblemError, problem_responses
 from retailsync.api.scopes import Principal, Scope
+from retailsync.observability.tracecontext import normalise_correlation_id
 from retailsync.workflows.errors import NotAwaitingApproval, WorkflowNotFound
 from retailsync.workflows.process import ProcessKind, workflow_id_for
 from retailsync.workflows.runtime import is_launched
@@ -96,7 +97,8 @@ async def start(
         "requested_at": datetime.now(UTC).isoformat(),
         "requested_by": principal.name,
         **body,
-        "correlation_id": request.headers.get("traceparent") or body.get("correlation_id"),
+        "correlation_id": normalise_correlation_id(request.headers.get("traceparent"))
+        or normalise_correlation_id(body.get("correlation_id")),
     }
     _validate(kind, payload)
     created = await start_process(kind, workflow_id, payload)
@@ -165,7 +167,7 @@ async def _decide(
                 entity_id=workflow_id,
                 before=None,
                 after=message,
-                correlation_id=request.headers.get("traceparent"),
+                correlation_id=normalise_correlation_id(request.headers.get("traceparent")),
                 reason=reason,
             )
     return {"workflow_id": workflow_id, **message}

@@ -1,4 +1,4 @@
-"""``retailsync workflows list|show|approve|reject|takeover``: operate durable workflows.
+"""``retailsync workflows list|show|approve|reject|takeover|upgrade``: operate workflows.
 
 These commands talk to the workflow system database through a DBOS client: they never run
 workflow code, so they are safe to run next to live workers.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 import typer
 from dbos import DBOSClient
 from rich.console import Console
@@ -132,3 +133,47 @@ def takeover(
     for row in pending:
         client.resume_workflow(row.workflow_id)
     console.print(f"Handed {len(pending)} workflow(s) of {dead_worker!r} to the live workers.")
+
+
+IN_FLIGHT = ("PENDING", "ENQUEUED")
+
+
+def retag_in_flight(client: DBOSClient, from_version: str, to_version: str) -> int:
+    """Move every pending or enqueued workflow of ``from_version`` to ``to_version``.
+
+    DBOS recovers and dequeues only the workflows of a process's own application version;
+    this is the step that lets the new version's workers continue the old version's work.
+    """
+    system = client._sys_db  # the DBOS client exposes no public call for this one update
+    status = system.tables.workflow_status
+    with system.engine.begin() as connection:
+        result = connection.execute(
+            sa.update(status)
+            .where(status.c.status.in_(IN_FLIGHT))
+            .where(status.c.application_version == from_version)
+            .values(application_version=to_version)
+        )
+    return int(result.rowcount or 0)
+
+
+@app.command()
+def upgrade(
+    from_version: Annotated[str, typer.Option("--from", help="The version being replaced.")],
+    to_version: Annotated[str, typer.Option("--to", help="The version now deployed.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Every worker of the old version is stopped.")
+    ] = False,
+) -> None:
+    """Hand the in-flight workflows of an old application version to the new one.
+
+    Only for a release whose workflows keep the steps already taken by in-flight work (see
+    docs/workflows.md, "Upgrading"); stop every old worker first, run this, start the new ones.
+    """
+    if not yes:
+        console.print(
+            "[red]Stop every worker of the old version first, then rerun with --yes: an old "
+            "worker still running would keep running the same workflows.[/red]"
+        )
+        raise typer.Exit(2)
+    moved = retag_in_flight(_client(), from_version, to_version)
+    console.print(f"Moved {moved} in-flight workflow(s) from {from_version!r} to {to_version!r}.")

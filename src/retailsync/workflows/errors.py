@@ -68,3 +68,22 @@ class NoReturnAwaitingReceipt(WorkflowError):
 
 class InvalidWarehouseReceipt(WorkflowError):
     """A warehouse receipt is neither a ``return.received`` nor a ``return.inspected``."""
+
+
+class NoOrderAwaitingShipment(WorkflowError):
+    """A shipment dispatch arrived for an order no fulfilment workflow is waiting for."""
+
+    def __init__(self, order_id: str) -> None:
+        super().__init__(
+            f"no order-to-fulfilment workflow waits for a shipment of {order_id}: the order was "
+            "not placed through the hub, or its fulfilment already ended"
+        )
+        self.order_id = order_id
+
+
+class InvalidShipmentConfirmation(WorkflowError):
+    """A shipment confirmation is not a ``shipment.dispatched`` event of that order."""
+
+
+class InvalidOrderEvent(WorkflowError):
+    """An ``order.created`` event does not carry a canonical order to fulfil."""

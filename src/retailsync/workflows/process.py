@@ -16,6 +16,8 @@ from typing import Any
 
 from dbos import DBOS
 
+from retailsync.observability import metrics
+from retailsync.observability.instrument import observe_workflow_step
 from retailsync.workflows import steps
 from retailsync.workflows.runtime import current_runtime
 
@@ -99,8 +101,18 @@ class ProcessRun:
         }
 
     async def run(self, name: str, step: StepCall, *args: Any) -> Json:
-        """Run one step (through the ERP queue when ``name`` is ERP-bound) and trace it."""
-        outcome = await steps.run_step(name, step, *args)
+        """Run one step (through the ERP queue when ``name`` is ERP-bound), observe it (span,
+        step metrics, a hop in the order's trace) and trace it."""
+        async with observe_workflow_step(
+            self.kind,
+            name,
+            workflow_id=self.workflow_id,
+            correlation_id=self.correlation_id,
+            order_id=self.subject.get("order_id"),
+            case_id=self.subject.get("case_ref"),
+            system=steps.system_of(step),
+        ) as observed:
+            outcome: Json = dict(observed.outcome(await steps.run_step(name, step, *args)))
         entry: Json = {"step": name, "ok": outcome["ok"]}
         if outcome["ok"]:
             entry["value"] = outcome["value"]
@@ -175,6 +187,7 @@ class ProcessRun:
     async def finish(self, outcome: str, **details: Any) -> Json:
         """End the workflow in ``outcome`` (completed, rejected, failed, finance_exception...)."""
         await self.state(outcome, **details)
+        metrics.workflow_finished(self.kind, outcome)
         steps.step_boundary()
         return {"workflow_id": self.workflow_id, **self.snapshot()}
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from dbos import DBOS, SetWorkflowID
 
+from retailsync.observability import metrics
 from retailsync.workflows.errors import NotAwaitingApproval, WorkflowNotFound
 from retailsync.workflows.process import APPROVAL_TOPIC, STATE_EVENT, ProcessKind
 from retailsync.workflows.runtime import current_runtime
@@ -56,6 +57,7 @@ async def start_process(kind: str, workflow_id: str, request: Json) -> bool:
             await DBOS.start_workflow_async(function, request)
         else:
             await runtime.process_queue.enqueue_async(function, request)
+    metrics.workflow_started(kind)
     return True
 
 

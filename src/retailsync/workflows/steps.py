@@ -632,6 +632,25 @@ ERP_STEPS: dict[str, Callable[..., Awaitable[Json]]] = {
 rate limit holds across every worker process."""
 
 
+STEP_SYSTEMS: dict[str, str] = {
+    **{fn.__name__: "erp" for fn in ERP_STEPS.values()},
+    "read_payment": "payments",
+    "issue_refund": "payments",
+    "void_payment": "payments",
+    "update_storefront_status": "commerce",
+    "read_storefront_order": "commerce",
+    "expect_return_at_warehouse": "warehouse",
+    "cancel_warehouse_pick": "warehouse",
+    "note_case": "service_desk",
+}
+"""The outside system each step talks to (events and audit stay in the hub)."""
+
+
+def system_of(step: Callable[..., Any]) -> str:
+    """The system ``step`` calls, for traces and metrics (``hub`` for the hub's own)."""
+    return STEP_SYSTEMS.get(getattr(step, "__name__", ""), "hub")
+
+
 @DBOS.workflow(name="erp_call")
 async def erp_call(step_name: str, args: list[Any]) -> Json:
     """One ERP-bound step, run from the rate-limited ERP queue on behalf of a parent."""

@@ -59,7 +59,7 @@ class BusFactory:
             worker_id=worker_id,
             options=options,
             health_probe=extra.pop("health_probe", None),
-            extra={"delete_on_close": True, **extra},
+            extra=extra,
         )
         backend: EventBusBackend = module.create_backend(config)
         for subscription in subscriptions:
@@ -71,6 +71,10 @@ class BusFactory:
     async def close_all(self) -> None:
         for backend in reversed(self.made):
             await backend.close()
+        if self.kind == "nats" and self.nats_url is not None:
+            # Once, after every backend of the test (a restart test makes two on one stream).
+            module = importlib.import_module(BACKEND_MODULES["nats"])
+            await module.delete_namespace(self.nats_url, self.namespace)
 
 
 @pytest.fixture(params=["sqlite", "postgres", "nats"])

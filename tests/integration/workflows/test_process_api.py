@@ -216,3 +216,37 @@ async def test_returns_cancellations_and_replacements_start_with_idempotency_key
     )
     assert invalid.status_code == 422
     assert "order_id" in invalid.json()["detail"]
+
+
+async def test_fulfilment_starts_through_the_api_with_the_callers_trace_id(api) -> None:
+    client, keys, ledger = api
+    ledger.add_storefront_order("8001", {"MUG-1": (1, "12.50")})
+    ledger.add_stock("MUG-1", "STO", 5)
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    headers = {
+        "X-API-Key": keys["agent"],
+        "Idempotency-Key": "order-8001",
+        "traceparent": f"00-{trace}-b7ad6b7169203331-01",
+    }
+    started = await client.post(
+        "/v1/process/fulfillments",
+        json={"storefront_order_ref": "8001", "shipment_timeout_seconds": 60},
+        headers=headers,
+    )
+    assert started.status_code == 202, started.text
+    url = started.json()["status_url"]
+    status = await until(client, url, keys["agent"], "awaiting_shipment")
+    assert status["details"]["erp_status"] == "confirmed"
+    assert ledger.storefront("8001")["status"] == "confirmed"
+    invalid = await client.post(
+        "/v1/process/fulfillments",
+        json={"case_ref": "ZD-1"},
+        headers={**headers, "Idempotency-Key": "order-none"},
+    )
+    assert invalid.status_code == 422
+    from dbos import DBOS
+
+    from retailsync.workflows.process import STATE_EVENT
+
+    state = await DBOS.get_event_async(started.json()["workflow_id"], STATE_EVENT, 0)
+    assert state["correlation_id"] == trace

@@ -39,3 +39,33 @@ async def test_csv_sources_read_pages_including_quoted_and_short_rows(tmp_path: 
     levels.write_text("sku,location,available\nA,DC1,4\n")
     (level,) = [f async for page in csv_level_source(levels) for f in page]
     assert (level.key, level.available) == ("A@DC1", 4)
+
+
+async def test_tee_pages_reads_the_source_once_for_every_reader() -> None:
+    from retailsync.reconcile.sources import tee_pages
+
+    pulled: list[int] = []
+
+    async def source() -> AsyncIterator[list[int]]:
+        for n in range(4):
+            pulled.append(n)
+            yield [n]
+
+    first, second = tee_pages(source())
+    assert await anext(first) == [0]
+    assert [page async for page in second] == [[0], [1], [2], [3]]
+    assert [page async for page in first] == [[1], [2], [3]]
+    assert pulled == [0, 1, 2, 3]
+
+
+def test_schedule_names_only_known_jobs_with_positive_intervals() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from retailsync.reconcile.policy import ReconcilePolicy, ReconcileSchedule
+
+    assert ReconcilePolicy().schedule.intervals == {}
+    with pytest.raises(ValidationError, match="use one of inventory, orders, refunds"):
+        ReconcileSchedule(intervals={"stock": 60})
+    with pytest.raises(ValidationError, match="positive number of seconds"):
+        ReconcileSchedule(intervals={"orders": 0})

@@ -26,6 +26,7 @@ from retailsync.domain.money import Money
 from retailsync.domain.orders import Order, OrderStatus
 from retailsync.domain.returns import ReturnAuthorization
 from retailsync.domain.shipments import Shipment, ShipmentLine, ShipmentStatus
+from retailsync.ports.commerce import StorefrontOrder, StorefrontOrderLine
 from retailsync.ports.erp import ErpOrderState, ErpReturnState
 from retailsync.ports.payments import PaymentState, PaymentStatus, RefundRecord, RefundStatus
 from retailsync.ports.warehouse import Allocation, ExpectedReturnLine
@@ -55,6 +56,8 @@ CREATE TABLE IF NOT EXISTS picks (task_id TEXT PRIMARY KEY, state TEXT);
 CREATE TABLE IF NOT EXISTS calls (n INTEGER PRIMARY KEY AUTOINCREMENT, system TEXT, op TEXT,
     ref TEXT);
 CREATE TABLE IF NOT EXISTS faults (name TEXT PRIMARY KEY, remaining INT);
+CREATE TABLE IF NOT EXISTS storefront (ref TEXT PRIMARY KEY, data TEXT, status TEXT,
+    tracking TEXT, note TEXT);
 """
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -130,6 +133,32 @@ class Ledger:
 
     def add_stock(self, sku: str, location: str, on_hand: int) -> None:
         self.q("INSERT OR REPLACE INTO stock VALUES (?, ?, ?)", sku, location, on_hand)
+
+    def add_storefront_order(
+        self,
+        ref: str,
+        lines: Mapping[str, tuple[int, str]],
+        *,
+        currency: str = "EUR",
+        customer_ref: str | None = "cust-1",
+        email: str | None = "ada@example.com",
+        status: str = "pending",
+    ) -> None:
+        data = {
+            "currency": currency,
+            "customer_ref": customer_ref,
+            "email": email,
+            "lines": [{"sku": sku, "quantity": q, "price": p} for sku, (q, p) in lines.items()],
+        }
+        self.q(
+            "INSERT OR REPLACE INTO storefront (ref, data, status) VALUES (?, ?, ?)",
+            ref,
+            json.dumps(data),
+            status,
+        )
+
+    def storefront(self, ref: str) -> sqlite3.Row:
+        return self.q("SELECT * FROM storefront WHERE ref = ?", ref)[0]
 
     def add_pick(self, task_id: str) -> None:
         self.q("INSERT OR REPLACE INTO picks VALUES (?, 'open')", task_id)
@@ -356,7 +385,6 @@ class FakeErp:
             )
         return await self.get_stock(adjustment.sku, adjustment.location)
 
-
     async def settle_return(self, rma_id: str, credited: Mapping[str, int]) -> ErpReturnState:
         if self.ledger.fault("settle_refused"):
             raise PolicyRejected("the accounting period is closed", downstream="erp")
@@ -548,6 +576,76 @@ class FakeWarehouse:
         raise NotImplementedError
 
 
+class FakeCommerce:
+    """The commerce port: storefront orders as JSON rows; status changes recorded once."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    async def get_order(self, order_ref: str) -> StorefrontOrder:
+        rows = self.ledger.q("SELECT * FROM storefront WHERE ref = ?", order_ref)
+        if not rows:
+            raise UnknownReference(f"no storefront order {order_ref}", downstream="shopify")
+        data = json.loads(rows[0]["data"])
+        currency = data["currency"]
+        lines = tuple(
+            StorefrontOrderLine(
+                line_ref=f"{order_ref}-{n}",
+                sku=line["sku"],
+                title=line.get("title", line["sku"] or ""),
+                quantity=line["quantity"],
+                unit_price=_money(line["price"], currency),
+            )
+            for n, line in enumerate(data["lines"], start=1)
+        )
+        total = sum((Decimal(x["price"]) * x["quantity"] for x in data["lines"]), Decimal(0))
+        return StorefrontOrder(
+            order_ref=order_ref,
+            name=f"#{order_ref}",
+            status=rows[0]["status"],
+            financial_status="paid",
+            fulfillment_status=None,
+            total=Money.of(total, currency),
+            created_at=NOW,
+            updated_at=NOW,
+            customer_ref=data.get("customer_ref"),
+            customer_email=data.get("email"),
+            lines=lines,
+        )
+
+    def iter_orders(self, **_: Any) -> AsyncIterator[StorefrontOrder]:
+        raise NotImplementedError
+
+    async def update_order_status(
+        self,
+        order_ref: str,
+        status: str,
+        *,
+        idempotency_key: str,
+        tracking_number: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        if self.ledger.fault("storefront_down"):
+            raise DownstreamUnavailable("storefront answered 503", downstream="shopify")
+        row = self.ledger.q("SELECT status FROM storefront WHERE ref = ?", order_ref)
+        if row and row[0]["status"] == status:
+            return
+        self.ledger.call("storefront", f"status:{status}", idempotency_key)
+        self.ledger.q(
+            "UPDATE storefront SET status = ?, tracking = coalesce(?, tracking), note = ? "
+            "WHERE ref = ?",
+            status,
+            tracking_number,
+            note,
+            order_ref,
+        )
+
+    async def set_available(
+        self, *, inventory_item_ref: str, location_ref: str, available: int
+    ) -> Any:
+        raise NotImplementedError
+
+
 def fake_ports(ledger: Ledger) -> Any:
     from retailsync.workflows.steps import WorkflowPorts
 
@@ -556,4 +654,5 @@ def fake_ports(ledger: Ledger) -> Any:
         payments=FakePayments(ledger),
         service_desk=FakeServiceDesk(ledger),
         warehouse=FakeWarehouse(ledger),
+        commerce=FakeCommerce(ledger),
     )

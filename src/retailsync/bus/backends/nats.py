@@ -83,6 +83,7 @@ from retailsync.bus.errors import (
 )
 from retailsync.bus.validation import partition_key_of, validate_batch
 from retailsync.domain.events import CloudEvent
+from retailsync.observability import metrics as hub_metrics
 
 log = logging.getLogger(__name__)
 
@@ -348,6 +349,7 @@ class NatsEventBus(EventBusBackend):
                     )
                 )
         outcomes.sort(key=lambda o: o.index)
+        hub_metrics.events_accepted(events, outcomes)
         return outcomes
 
     async def _store(self, valid: list[tuple[int, CloudEvent]]) -> list[PubAck]:

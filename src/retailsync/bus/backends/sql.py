@@ -73,6 +73,7 @@ from retailsync.bus.errors import (
 from retailsync.bus.validation import partition_key_of, validate_batch
 from retailsync.db import create_engine_for
 from retailsync.domain.events import CloudEvent
+from retailsync.observability import metrics as hub_metrics
 
 PUBLISH_LOCK_KEY = 0x5245_5441_494C  # pg_advisory_xact_lock key serializing appends
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_.-")
@@ -234,6 +235,7 @@ class SqlEventBus(EventBusBackend):
             else:
                 outcomes.extend(await asyncio.to_thread(self._append_committed, valid))
         outcomes.sort(key=lambda o: o.index)
+        hub_metrics.events_accepted(events, outcomes)
         return outcomes
 
     def _append_committed(self, valid: list[tuple[int, CloudEvent]]) -> list[PublishOutcome]:

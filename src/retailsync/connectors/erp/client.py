@@ -25,6 +25,7 @@ from retailsync.connectors.erp.errors import (
     ErpProtocolError,
     ErpTransientError,
 )
+from retailsync.observability.otel import traceparent_hooks
 from retailsync.resilience.guard import Downstream
 from retailsync.resilience.lanes import current_lane
 
@@ -181,6 +182,7 @@ class TrytonClient:
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(connection.timeout_seconds, connect=5.0),
             transport=transport,
+            event_hooks=traceparent_hooks(),
             headers={"Content-Type": "application/json"},
         )
         self._ids = itertools.count(1)

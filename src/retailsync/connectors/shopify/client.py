@@ -27,6 +27,7 @@ import httpx
 
 from retailsync.connectors.shopify.config import ShopifySettings
 from retailsync.connectors.shopify.errors import ShopifyAuthenticationFailed
+from retailsync.observability.otel import traceparent_hooks
 from retailsync.resilience.config import Lane
 from retailsync.resilience.errors import BusinessError, DownstreamUnavailable, TransientError
 from retailsync.resilience.guard import Downstream
@@ -96,6 +97,7 @@ class ShopifyApi:
             },
             timeout=settings.timeout_seconds,
             transport=transport,
+            event_hooks=traceparent_hooks(),
         )
         self._sleep = sleep
         self._jitter = jitter

@@ -32,6 +32,7 @@ from retailsync.connectors.stripe.errors import (
     StripeAuthenticationFailed,
     StripeIdempotencyMismatch,
 )
+from retailsync.observability.otel import traceparent_hooks
 from retailsync.resilience.config import Lane
 from retailsync.resilience.errors import (
     BusinessError,
@@ -101,6 +102,7 @@ class StripeApi:
             headers=headers,
             timeout=settings.timeout_seconds,
             transport=transport,
+            event_hooks=traceparent_hooks(),
         )
         self._sleep = sleep
         self._jitter = jitter

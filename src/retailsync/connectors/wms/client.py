@@ -18,6 +18,7 @@ import httpx
 
 from retailsync.connectors.wms.config import WmsSettings
 from retailsync.connectors.wms.errors import WmsApiError, WmsNotFound, WmsUnavailable
+from retailsync.observability.otel import traceparent_hooks
 from retailsync.resilience.http import parse_retry_after
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -44,6 +45,7 @@ class WmsClient:
             },
             timeout=settings.timeout_seconds,
             transport=transport,
+            event_hooks=traceparent_hooks(),
         )
         self.waits: list[float] = []
 

@@ -9,8 +9,10 @@
 | ``shipment.confirmed``        | ``shipment.dispatched``                                |
 
 Canonical ids are derived from the references the WMS carries (``derive_id``), so the same
-reference always gives the same id. Versions are the WMS's event time in epoch seconds, so a
-late, older state is recognisable.
+reference always gives the same id; a reference that already is a canonical id of the right
+kind (the hub told the warehouse its own RMA or order id) is kept as it is, so the event
+names the same return or order the hub's workflows know. Versions are the WMS's event time
+in epoch seconds, so a late, older state is recognisable.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from retailsync.domain.catalogue import (
     ReturnReceived,
     ShipmentDispatched,
 )
-from retailsync.domain.identifiers import EntityKind, derive_id
+from retailsync.domain.identifiers import EntityKind, derive_id, is_valid_id
 from retailsync.domain.inventory import InventoryPosition
 from retailsync.domain.returns import InspectionOutcome, InspectionResult
 from retailsync.domain.shipments import Shipment, ShipmentLine, ShipmentStatus
@@ -55,6 +57,13 @@ def parse_time(value: Any, field: str) -> datetime:
 
 def version_of(moment: datetime) -> int:
     return max(1, int(moment.timestamp()))
+
+
+def canonical_ref(kind: EntityKind, system: str, reference: str) -> str:
+    """``reference`` when it already is a canonical id of ``kind``, else the id derived from it."""
+    if is_valid_id(reference, kind):
+        return reference
+    return derive_id(kind, system, reference)
 
 
 def _need(data: Mapping[str, Any], key: str) -> Any:
@@ -82,14 +91,14 @@ def inspection_of(
 
 def return_received(data: Mapping[str, Any], settings: WmsSettings) -> list[EventPayload]:
     received_at = parse_time(data.get("received_at"), "data.received_at")
-    rma_id = derive_id(
+    rma_id = canonical_ref(
         EntityKind.RETURN, settings.rma_reference_system, str(_need(data, "rma_ref"))
     )
     lines = list(_need(data, "lines"))
     payloads: list[EventPayload] = [
         ReturnReceived(
             rma_id=rma_id,
-            order_id=derive_id(
+            order_id=canonical_ref(
                 EntityKind.ORDER, settings.order_reference_system, str(_need(data, "order_ref"))
             ),
             version=version_of(received_at),
@@ -109,7 +118,7 @@ def return_received(data: Mapping[str, Any], settings: WmsSettings) -> list[Even
 
 def return_inspected(data: Mapping[str, Any], settings: WmsSettings) -> list[EventPayload]:
     inspected_at = parse_time(data.get("inspected_at"), "data.inspected_at")
-    rma_id = derive_id(
+    rma_id = canonical_ref(
         EntityKind.RETURN, settings.rma_reference_system, str(_need(data, "rma_ref"))
     )
     return [_inspected(rma_id, list(_need(data, "lines")), inspected_at, settings)]
@@ -150,7 +159,7 @@ def shipment_confirmed(data: Mapping[str, Any], settings: WmsSettings) -> list[E
     shipment = Shipment(
         id=derive_id(EntityKind.SHIPMENT, settings.system_name, str(_need(data, "shipment_ref"))),
         version=version_of(dispatched_at),
-        order_id=derive_id(
+        order_id=canonical_ref(
             EntityKind.ORDER, settings.order_reference_system, str(_need(data, "order_ref"))
         ),
         status=ShipmentStatus.DISPATCHED,

@@ -26,6 +26,7 @@ from retailsync.connectors.zendesk.errors import (
     ZendeskTicketNotFound,
     ZendeskUnavailable,
 )
+from retailsync.observability.otel import traceparent_hooks
 from retailsync.resilience.http import parse_retry_after
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -56,6 +57,7 @@ class ZendeskClient:
             auth=httpx.BasicAuth(f"{settings.email}/token", settings.api_token.get_secret_value()),
             timeout=settings.timeout_seconds,
             transport=transport,
+            event_hooks=traceparent_hooks(),
             headers={"Accept": "application/json", "User-Agent": "retailsync-zendesk/1"},
         )
         self.rate_limit = RateLimitStatus(limit=None, remaining=None)

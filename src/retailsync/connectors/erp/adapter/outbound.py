@@ -8,7 +8,7 @@ cross-reference table (:mod:`retailsync.xref`, system ``"tryton"``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +43,7 @@ SALE = "sale.sale"
 SHIPMENT_OUT = "stock.shipment.out"
 SHIPMENT_RETURN = "stock.shipment.out.return"
 INVOICE = "account.invoice"
+INVOICE_LINE = "account.invoice.line"
 
 
 @dataclass(frozen=True)
@@ -670,6 +671,83 @@ class TrytonErpAdapter:
         _sale_id, sale = await self._return_sale(rma_id)
         await self._post(sale["invoices"], f"post_credit_note({rma_id})")
         return await self.get_return(rma_id)
+
+    async def settle_return(self, rma_id: str, credited: Mapping[str, int]) -> ErpReturnState:
+        """Reduce the return's draft credit note to ``credited`` units per SKU.
+
+        Tryton re-invoices whatever part of a sale line no invoice line covers, so the units
+        that are not credited cannot simply disappear: they move to a second credit note that
+        is cancelled at once (the sale shows it as an invoice exception, the trace finance
+        sees). A SKU at 0 leaves the draft credit note; every SKU at 0 cancels the draft.
+        Settling again with the same units changes nothing; a posted credit note is refused.
+        """
+        _sale_id, sale = await self._return_sale(rma_id)
+        invoices = await self.client.read(INVOICE, sale["invoices"], ["state", "lines"])
+        if any(i["state"] in {"posted", "paid"} for i in invoices):
+            raise ErpBusinessError(
+                f"the credit note of return {rma_id} is already posted; correct it in the ERP "
+                "with a new invoice instead of settling the return",
+                operation="settle_return",
+            )
+        drafts = [i for i in invoices if i["state"] in {"draft", "validated"}]
+        line_ids = [line_id for invoice in drafts for line_id in invoice["lines"]]
+        lines = await self.client.read(
+            INVOICE_LINE, line_ids, ["type", "product", "quantity", "origin", "invoice"]
+        )
+        lines = [line for line in lines if line["type"] == "line" and line["product"]]
+        skus = await self.skus(line["product"] for line in lines)
+        unknown = sorted(set(credited) - set(skus.values()))
+        if unknown and any(credited[sku] for sku in unknown):
+            raise ErpBusinessError(
+                f"return {rma_id} has no draft credit for SKU(s) {', '.join(unknown)}",
+                operation="settle_return",
+            )
+        units_left = {sku: max(0, int(units)) for sku, units in credited.items()}
+        if drafts and not any(units_left.values()):
+            await self.client.button(INVOICE, "cancel", [i["id"] for i in drafts])
+            return await self.get_return(rma_id)
+        kept: list[tuple[Record, float]] = []
+        moved: list[tuple[Record, float]] = []
+        for line in lines:
+            sku = skus[line["product"]]
+            units = abs(float(line["quantity"]))
+            sign = -1.0 if float(line["quantity"]) < 0 else 1.0
+            keep = float(min(units, units_left.get(sku, 0)))
+            units_left[sku] = units_left.get(sku, 0) - int(keep)
+            if keep != units:
+                kept.append((line, sign * keep))
+                moved.append((line, sign * (units - keep)))
+        short = {sku: units for sku, units in units_left.items() if units > 0}
+        if short:
+            raise ErpBusinessError(
+                f"return {rma_id} cannot credit more units than it authorized: {short} over",
+                operation="settle_return",
+            )
+        # Order matters: cancelling an invoice makes the ERP re-process the sale, which must
+        # then find every unit covered (credited on the draft + moved to the cancelled copy).
+        uncredited = await self._uncredited_copy(rma_id, moved) if moved else None
+        for line, quantity in kept:
+            if quantity:
+                await self.client.write(INVOICE_LINE, [line["id"]], {"quantity": quantity})
+            else:
+                await self.client.call(f"model.{INVOICE_LINE}.delete", [[line["id"]]])
+        if uncredited is not None:
+            await self.client.button(INVOICE, "cancel", [uncredited])
+        return await self.get_return(rma_id)
+
+    async def _uncredited_copy(self, rma_id: str, moved: list[tuple[Record, float]]) -> int:
+        """A draft copy of the credit note holding the units that are not credited."""
+        (uncredited,) = await self.client.call(
+            f"model.{INVOICE}.copy",
+            [
+                [moved[0][0]["invoice"]],
+                {"lines": [], "description": f"Not credited after inspection of {rma_id}"},
+            ],
+        )
+        for line, quantity in moved:
+            values = {"invoice": uncredited, "quantity": quantity, "origin": line["origin"]}
+            await self.client.call(f"model.{INVOICE_LINE}.copy", [[line["id"]], values])
+        return int(uncredited)
 
     # --- stock -----------------------------------------------------------------------------
 
