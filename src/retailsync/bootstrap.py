@@ -105,7 +105,8 @@ def subscriptions(hub: Hub) -> list[Subscription]:
         ),
         order_360_subscription(),
         *correction_subscriptions(hub),
-        *fulfillment_subscriptions(),
+        # Order-to-fulfillment books storefront orders in the ERP: only with an ERP wired.
+        *(fulfillment_subscriptions() if "erp" in hub.adapters else []),
         Subscription(
             name="workflows.warehouse-receipts",
             handler=route_warehouse_receipt,
@@ -294,8 +295,10 @@ def bootstrap(
     _wire_batch(hub)
     hub.background_jobs["sla-monitor"] = SlaMonitor(engine, observability_settings(settings)).run
     hub.adapters["reconcile_policy"] = settings.reconcile
-    hub.adapters["reconcile_sources"] = reconcile_sources(hub)
-    hub.background_jobs["reconcile-schedule"] = scheduled_reconciliations(hub)
+    if hub.adapters.keys() & {"erp", "warehouse", "commerce", "payments"}:
+        # Something to compare: reconcile it on demand and on schedule.
+        hub.adapters["reconcile_sources"] = reconcile_sources(hub)
+        hub.background_jobs["reconcile-schedule"] = scheduled_reconciliations(hub)
     hub.adapters["availability_settings"] = settings.availability
     for subscription in subscriptions(hub):
         hub.bus.subscribe(subscription)

@@ -48,7 +48,9 @@ def _correlation_id(request: Request) -> str | None:
 class NewApiClient(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, pattern=r"[A-Za-z0-9]", examples=["zendesk-app"])
+    name: str = Field(
+        min_length=1, max_length=200, pattern=r"[A-Za-z0-9]", examples=["zendesk-app"]
+    )
     scopes: list[Scope] = Field(min_length=1, examples=[["experience:read"]])
 
 

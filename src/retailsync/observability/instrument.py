@@ -14,6 +14,7 @@ logged and never fails the business call it describes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, nullcontext
@@ -73,7 +74,8 @@ async def _record(**hop: Any) -> None:
     if engine is None:
         return
     try:
-        delivery = _delivery.get()
+        owned = _delivery.get()
+        delivery = owned[0] if owned and owned[1] is asyncio.current_task() else None
         connection: Connection | None = getattr(delivery, "connection", None)
         if connection is not None:
             # Inside a bus delivery the hop commits with the delivery's inbox record: on
@@ -114,7 +116,10 @@ def traced_handler(subscriber: str, handler: EventHandler) -> EventHandler:
     """
 
     async def handle(event: CloudEvent, ctx: Any) -> None:
-        token = _delivery.set(ctx)
+        # Remember which task owns the delivery: work the handler starts in other tasks
+        # (a workflow, a background job) inherits context variables but must not write into
+        # this delivery's transaction, which may be committed by the time it runs.
+        token = _delivery.set((ctx, asyncio.current_task()))
         try:
             await _handle(event, ctx)
         finally:

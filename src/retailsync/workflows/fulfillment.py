@@ -25,6 +25,7 @@ from dbos import DBOS, SetWorkflowID
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from retailsync.domain.catalogue import OrderStatusChanged, ShipmentDispatched
+from retailsync.domain.customers import Customer
 from retailsync.domain.identifiers import EntityKind, derive_id, is_valid_id
 from retailsync.domain.money import Money
 from retailsync.domain.orders import Order, OrderLine, OrderStatus
@@ -170,9 +171,18 @@ async def order_to_fulfillment(request: Json) -> Json:
     )
     await run.state("validating")
 
+    buyer: Json | None = None
     if req.order is not None:
         order = Order.model_validate(req.order)
         customer_known = order.customer_id is not None
+        contact: Json = {"customer_email": None}
+        if customer_known and req.storefront_order_ref:
+            read = await run.run(
+                "read_storefront_order", steps.read_storefront_order, req.storefront_order_ref
+            )
+            if read["ok"]:
+                contact = read["value"]
+        buyer = _storefront_customer(contact, order)
     else:
         assert req.storefront_order_ref is not None
         read = await run.run(
@@ -185,6 +195,7 @@ async def order_to_fulfillment(request: Json) -> Json:
             return await _rejected(run, req, None, "; ".join(problems))
         order = _canonical_order(read["value"], req)
         customer_known = bool(read["value"]["customer_ref"] or read["value"]["customer_email"])
+        buyer = _storefront_customer(read["value"], order)
     run.subject["order_id"] = order.id
 
     problems = _order_problems(order, customer_known=customer_known)
@@ -216,6 +227,7 @@ async def order_to_fulfillment(request: Json) -> Json:
         steps.submit_erp_order,
         run.key("submit_erp_order"),
         order.model_dump(mode="json"),
+        buyer,
     )
     if not placed["ok"]:
         if placed["failure"]["kind"] == "business":
@@ -342,6 +354,17 @@ def _canonical_order(storefront: Json, req: FulfillmentRequest) -> Order:
     )
 
 
+def _storefront_customer(storefront: Json, order: Order) -> Json | None:
+    """The buyer as the storefront knows them, for the ERP to find or create the account."""
+    if order.customer_id is None:
+        return None
+    return Customer(
+        id=order.customer_id,
+        email=storefront["customer_email"] or None,
+        created_at=order.placed_at,
+    ).model_dump(mode="json")
+
+
 def _order_problems(order: Order, *, customer_known: bool) -> list[str]:
     """Customer and price checks (pure): what a person must fix before the ERP sees it."""
     problems = []
@@ -393,7 +416,11 @@ async def _tell(
             text,
         )
         updated = bool(shown["ok"] and shown["value"]["updated"])
-    await run.note(note_step, req.case_ref, text, status=case_status)
+    case_ref = req.case_ref
+    if case_ref is None and order is not None:
+        found = await run.run("find_order_case", steps.find_order_case, order.id)
+        case_ref = found["value"]["case_ref"] if found["ok"] else None
+    await run.note(note_step, case_ref, text, status=case_status)
     return updated
 
 

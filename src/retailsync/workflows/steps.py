@@ -235,6 +235,29 @@ def return_json(state: ErpReturnState) -> Json:
     }
 
 
+@DBOS.step(name="find_order_case")
+async def find_order_case(order_id: str) -> Json:
+    """The service case the hub's order 360 links to ``order_id`` (the most recent), if any."""
+
+    async def call() -> Json:
+        from retailsync.views.errors import OrderNotInReadModel
+        from retailsync.views.read import order_360
+
+        engine = _ports().audit_engine
+        if engine is None:
+            return {"case_ref": None}
+        try:
+            view = await asyncio.to_thread(order_360, engine, order_id)
+        except OrderNotInReadModel:
+            return {"case_ref": None}
+        cases = sorted(
+            view.cases, key=lambda case: case.opened_at or datetime.min.replace(tzinfo=UTC)
+        )
+        return {"case_ref": cases[-1].id if cases else None}
+
+    return await attempt("find_order_case", call)
+
+
 @DBOS.step(name="read_erp_order")
 async def read_erp_order(order_id: str) -> Json:
     """The order as the ERP holds it (status, total, whether it can still be cancelled)."""
@@ -323,12 +346,17 @@ async def cancel_erp_order(key: str, order_id: str) -> Json:
 
 
 @DBOS.step(name="submit_erp_order")
-async def submit_erp_order(key: str, order: Json) -> Json:
-    """Create and confirm the sales order in the ERP; idempotent on the canonical order id."""
+async def submit_erp_order(key: str, order: Json, customer: Json | None = None) -> Json:
+    """Create and confirm the sales order in the ERP; idempotent on the canonical order id.
+
+    ``customer`` (canonical JSON) lets the ERP find or create the buyer's account.
+    """
+    from retailsync.domain.customers import Customer
     from retailsync.domain.orders import Order
 
     async def call() -> Json:
-        return order_json(await _erp().submit_order(Order.model_validate(order)))
+        buyer = Customer.model_validate(customer) if customer is not None else None
+        return order_json(await _erp().submit_order(Order.model_validate(order), buyer))
 
     return await attempt("submit_erp_order", call)
 

@@ -105,12 +105,8 @@ async def test_metrics_exposition_has_every_series(
             journey.order_created(now - timedelta(hours=60)),
             journey.refund_requested(now - timedelta(hours=50), for_return=False),
         ]
-        outcomes = await bus.publish(events)
-        for outcome in outcomes:  # what the bus's publish path reports
-            hub_metrics.event_ingested(events[outcome.index].type)
-        await bus.deliver_until_idle(timeout=20)
-        for entry in await bus.exceptions.list():  # what the bus reports on dead-lettering
-            hub_metrics.event_dead_lettered(entry.event_type, entry.subscriber)
+        await bus.publish(events)  # the backend counts what it ingests
+        await bus.deliver_until_idle(timeout=20)  # and what it dead-letters
         # A second subscriber that has not started yet: it lags by every stored event.
         late = create_backend(
             BackendConfig(

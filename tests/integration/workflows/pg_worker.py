@@ -40,6 +40,8 @@ async def main(url: str, ledger: str, executor: str, version: str, erp_rate: str
         application_version=version,
         erp_rate_limit=int(erp_rate),
         erp_worker_concurrency=10,
+        # At most 4 processes per worker, so a dozen refunds must be shared by the workers.
+        process_queue_concurrency=4,
         retry=RetrySchedule(attempts=3, first_delay_seconds=0.01),
         refund_policy=POLICY,
         queue_polling_interval_seconds=0.05,

@@ -197,6 +197,19 @@ class TrytonErpAdapter:
                 order=[("id", "ASC")],
             )
             party_id = found[0] if found else None
+            if party_id is not None:
+                with self.engine.connect() as conn:
+                    owner = xref.canonical_id_for(
+                        conn,
+                        entity_kind=EntityKind.CUSTOMER.value,
+                        system=SYSTEM,
+                        external_id=str(party_id),
+                    )
+                if owner is not None and owner != customer.id:
+                    # Same e-mail, already known under another canonical id: the same person
+                    # (the customer master's exact key). Book on that account; merging the two
+                    # canonical ids is the customer master's call, not the ERP connector's.
+                    return str(party_id)
         if party_id is None:
             countries = {a.country for a in customer.addresses}
             country_ids = await self._country_ids(countries)
