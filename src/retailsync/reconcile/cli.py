@@ -4,11 +4,19 @@
 (``adapters['reconcile_sources']``), or CSV exports given with ``--erp``, ``--wms`` and
 ``--storefront`` (``sku,location,on_hand[,reserved,allocated,in_transit]`` / ``sku,location,
 available``, sorted by ``sku@location``).
+
+Corrections are published on the hub's event bus: the command starts the bus (which registers
+the hub's subscriptions, so none starts after these events), appends the events durably and
+closes it; it does not deliver them. The hub that runs ``retailsync serve`` or ``worker`` on
+the same database (and broker) delivers them to the correctors, as it does the events of a
+scheduled run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +25,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from retailsync.bus.errors import BusError
 from retailsync.reconcile import wiring
 from retailsync.reconcile.engine import JOBS, run_reconciliation
 from retailsync.reconcile.errors import ReconcileError
@@ -40,7 +49,38 @@ def _hub() -> Any:
 
 
 def _run(job: str, sources: dict[str, Any] | None, dry_run: bool) -> RunSummary:
-    hub = _hub()
+    try:
+        summary = asyncio.run(_reconcile(_hub(), job, sources, dry_run))
+    except ReconcileError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    except BusError as exc:
+        console.print(
+            f"[red]The event bus is not available: {exc}[/red] Run with --dry-run to report only."
+        )
+        raise typer.Exit(1) from exc
+    _print_summary(summary)
+    return summary
+
+
+@contextlib.asynccontextmanager
+async def _bus_started(bus: Any | None) -> AsyncIterator[None]:
+    """``bus`` started for publishing (no delivery) for the block, then closed."""
+    if bus is None:
+        yield
+        return
+    await bus.start()
+    try:
+        yield
+    finally:
+        await bus.close()
+
+
+async def _reconcile(
+    hub: Any, job: str, sources: dict[str, Any] | None, dry_run: bool
+) -> RunSummary:
+    """One run with the hub's wiring; corrections go to the hub's bus (or the wired
+    ``event_publisher``). Releases what the hub holds open on the way out."""
     try:
         if sources is None:
             factory = wiring.sources_factory(hub)
@@ -52,28 +92,28 @@ def _run(job: str, sources: dict[str, Any] | None, dry_run: bool) -> RunSummary:
                 )
                 raise typer.Exit(2)
             sources = factory(job)
-        # The CLI does not start the bus: only an explicitly wired publisher is used.
-        publisher = wiring.publisher(hub, default_to_bus=False)
+        publisher = wiring.publisher(hub)
         if publisher is None and not dry_run:
             console.print(
                 "[yellow]No event publisher is wired: corrections are reported, not sent "
                 "(as with --dry-run).[/yellow]"
             )
             dry_run = True
-        with Progress(
-            SpinnerColumn(),
-            TextColumn("[bold]{task.description}"),
-            TextColumn("{task.fields[keys]:,} keys compared, {task.fields[drifts]:,} drifts"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task(f"reconcile {job}", total=None, keys=0, drifts=0)
+        bus = getattr(hub, "bus", None)
+        async with _bus_started(bus if publisher is bus and not dry_run else None):
+            with Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                TextColumn("{task.fields[keys]:,} keys compared, {task.fields[drifts]:,} drifts"),
+                TimeElapsedColumn(),
+                console=console,
+            ) as progress:
+                task = progress.add_task(f"reconcile {job}", total=None, keys=0, drifts=0)
 
-            def update(keys: int, drifts: int) -> None:
-                progress.update(task, keys=keys, drifts=drifts)
+                def update(keys: int, drifts: int) -> None:
+                    progress.update(task, keys=keys, drifts=drifts)
 
-            summary = asyncio.run(
-                run_reconciliation(
+                return await run_reconciliation(
                     JOBS[job],
                     sources,
                     store=ReportStore(hub.engine),
@@ -84,14 +124,8 @@ def _run(job: str, sources: dict[str, Any] | None, dry_run: bool) -> RunSummary:
                     progress=update,
                     dry_run=dry_run,
                 )
-            )
-    except ReconcileError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from exc
     finally:
-        hub.close()
-    _print_summary(summary)
-    return summary
+        await hub.aclose()
 
 
 def _print_summary(summary: RunSummary) -> None:

@@ -4,6 +4,10 @@ Ids are derived from the job's scope, the key, the target system and the target 
 the observed values), never random: re-running a reconciliation that finds the same drift
 makes the same event id, which the bus absorbs as a duplicate, and the same ticket id, which
 the exception queue keeps as one entry.
+
+A status correction names the storefront order it is for in its CloudEvents ``subject``
+(``storefront-order/<the storefront's order id>``): the canonical id is derived from that id
+and cannot be turned back into it, and the payload carries canonical ids only.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ from retailsync.reconcile.policy import Action
 __all__ = [
     "CORRECTION_SOURCE",
     "STOREFRONT_LEVEL_REPORTER",
+    "STOREFRONT_ORDER_SUBJECT",
     "DriftTicket",
     "correction_event",
     "correction_id",
+    "storefront_order_ref",
     "ticket_for",
 ]
 
@@ -45,6 +51,17 @@ CORRECTION_SOURCE = "urn:retailsync:reconcile"
 
 STOREFRONT_LEVEL_REPORTER = "reconcile:storefront"
 """``reported_by`` of a position that asks the storefront to publish its available units."""
+
+STOREFRONT_ORDER_SUBJECT = "storefront-order/"
+"""``subject`` prefix of a status correction, followed by the storefront's own order id."""
+
+
+def storefront_order_ref(event: CloudEvent) -> str | None:
+    """The storefront order id a status correction is for (None when it names none)."""
+    subject = event.subject or ""
+    if not subject.startswith(STOREFRONT_ORDER_SUBJECT):
+        return None
+    return subject[len(STOREFRONT_ORDER_SUBJECT) :] or None
 
 
 def _digest(*parts: str) -> str:
@@ -78,6 +95,7 @@ def correction_event(
         return None
     event_id = correction_id(scope, drift)
     fix = drift.correction
+    subject: str | None = None
     if isinstance(fix, StockAdjustmentCorrection):
         payload: (
             InventoryAdjusted | InventoryPositionReported | OrderCreated | OrderStatusChanged
@@ -116,10 +134,16 @@ def correction_event(
             changed_at=now,
             reason="reconciliation: the ERP's status",
         )
+        subject = f"{STOREFRONT_ORDER_SUBJECT}{fix.order_ref}"
     else:  # pragma: no cover - exhaustive
         raise TypeError(f"unknown correction {fix!r}")
     return build_event(
-        payload, source=CORRECTION_SOURCE, id=event_id, time=now, correlationid=correlationid
+        payload,
+        source=CORRECTION_SOURCE,
+        subject=subject,
+        id=event_id,
+        time=now,
+        correlationid=correlationid,
     )
 
 

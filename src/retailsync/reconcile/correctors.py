@@ -13,14 +13,18 @@ effect, only where the owner is clear:
 ``order.created``                   an order the ERP never received: ``ErpPort.submit_order``
                                     with a customer built from the order; idempotent on the
                                     canonical order id.
+``order.status_changed``            the ERP's order status on the storefront:
+                                    ``CommercePort.update_order_status`` (Shopify: fulfil, cancel
+                                    or close) for the order named by the event's ``subject``,
+                                    with the correction id as idempotency key; the port changes
+                                    only what the order does not show yet.
 ==================================  ==============================================================
 
-``order.status_changed`` corrections (tell the storefront the ERP's status) are not applied
-here: the commerce port has no status write; they stay in the report and on the bus. Events
-from any other source are ignored, so the same event types from the systems themselves never
-trigger a write. The bus delivers each event once per subscriber (inbox), and every effect is
-idempotent on its own, so a redelivery or a re-run changes nothing. A correction that cannot be
-applied (unknown item, ERP refusal) raises a business error and lands in the exception queue.
+Events from any other source are ignored, so the same event types from the systems themselves
+never trigger a write. The bus delivers each event once per subscriber (inbox), and every
+effect is idempotent on its own, so a redelivery or a re-run changes nothing. A correction that
+cannot be applied (unknown item, ERP refusal) raises a business error and lands in the
+exception queue.
 """
 
 from __future__ import annotations
@@ -38,26 +42,34 @@ from retailsync.domain.catalogue import (
     InventoryAdjusted,
     InventoryPositionReported,
     OrderCreated,
+    OrderStatusChanged,
     parse_event,
 )
 from retailsync.domain.customers import Customer
 from retailsync.domain.events import CloudEvent
 from retailsync.domain.identifiers import EntityKind, derive_id
-from retailsync.domain.orders import Order
+from retailsync.domain.orders import Order, OrderStatus
 from retailsync.ports.commerce import CommercePort
 from retailsync.ports.erp import ErpPort
 from retailsync.reconcile import wiring
-from retailsync.reconcile.corrections import CORRECTION_SOURCE, STOREFRONT_LEVEL_REPORTER
+from retailsync.reconcile.corrections import (
+    CORRECTION_SOURCE,
+    STOREFRONT_LEVEL_REPORTER,
+    storefront_order_ref,
+)
+from retailsync.reconcile.drift import leads_to, storefront_status_blocker
 from retailsync.reconcile.policy import LiveSourceSettings
-from retailsync.resilience.errors import UnknownReference
+from retailsync.resilience.errors import ConflictRejected, UnknownReference
 
 __all__ = [
     "ErpStockCorrector",
     "OrderResendCorrector",
     "StorefrontLevelCorrector",
+    "StorefrontStatusCorrector",
     "bound_to_delivery",
     "correction_subscriptions",
     "customer_for",
+    "storefront_statuses",
 ]
 
 
@@ -173,7 +185,70 @@ class OrderResendCorrector:
             await erp.submit_order(payload.order, customer_for(payload.order))
 
 
-Corrector = StorefrontLevelCorrector | ErpStockCorrector | OrderResendCorrector
+_NOTHING_LEFT_TO_FULFIL = frozenset(
+    {OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED, OrderStatus.CANCELLED}
+)
+
+
+def storefront_statuses(shown: OrderStatus | None, wanted: OrderStatus) -> list[OrderStatus]:
+    """The statuses to tell the storefront, in order, to move an order from ``shown`` to
+    ``wanted``: a completed order is fulfilled (``shipped``) before it is closed, unless the
+    storefront already shows it shipped."""
+    if wanted is OrderStatus.COMPLETED and shown not in _NOTHING_LEFT_TO_FULFIL:
+        return [OrderStatus.SHIPPED, OrderStatus.COMPLETED]
+    return [wanted]
+
+
+@dataclass
+class StorefrontStatusCorrector:
+    """Shows the ERP's status of an order on the storefront (fulfil, cancel or close it).
+
+    Reads the order first: one that already shows the status (or has moved past it) is left
+    alone, so a redelivered correction writes nothing; one that has moved elsewhere since the
+    run (cancelled meanwhile) is a conflict for a person.
+    """
+
+    commerce: CommercePort
+    name = "reconcile.correct-storefront-status"
+    types = ("retailsync.order.status_changed",)
+    downstream = "commerce"
+
+    async def __call__(self, event: CloudEvent, ctx: Any) -> None:
+        if event.source != CORRECTION_SOURCE:
+            return
+        payload = parse_event(event)
+        if not isinstance(payload, OrderStatusChanged):
+            return
+        order_ref = storefront_order_ref(event)
+        if order_ref is None:
+            raise UnknownReference(
+                f"status correction {event.id} for order {payload.order_id} names no storefront "
+                f"order (subject storefront-order/<id>); set the order to "
+                f"{payload.to_status.value} on the storefront by hand",
+                operation="correct storefront order status",
+            )
+        wanted = payload.to_status
+        shown = OrderStatus((await self.commerce.get_order(order_ref)).status)
+        if shown is wanted or leads_to(wanted, shown):
+            return
+        blocker = storefront_status_blocker(shown, wanted)
+        if blocker is not None:
+            reconciled = payload.from_status.value if payload.from_status else "unknown"
+            raise ConflictRejected(
+                f"storefront order {order_ref} shows {shown.value} (it showed {reconciled} "
+                f"when reconciled): {blocker}",
+                downstream="commerce",
+                operation="correct storefront order status",
+            )
+        for status in storefront_statuses(shown, wanted):
+            await self.commerce.update_order_status(
+                order_ref, status.value, idempotency_key=f"{event.id}:{status.value}"
+            )
+
+
+Corrector = (
+    StorefrontLevelCorrector | StorefrontStatusCorrector | ErpStockCorrector | OrderResendCorrector
+)
 
 
 def subscription_of(corrector: Corrector) -> Subscription:
@@ -195,7 +270,9 @@ def correctors(
     """The correctors whose target system is wired."""
     found: list[Corrector] = []
     if commerce is not None:
-        found.append(StorefrontLevelCorrector(commerce, settings))
+        found.extend(
+            [StorefrontLevelCorrector(commerce, settings), StorefrontStatusCorrector(commerce)]
+        )
     if erp is not None:
         found.extend([ErpStockCorrector(erp), OrderResendCorrector(erp)])
     return found

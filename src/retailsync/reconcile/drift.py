@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from retailsync.domain.money import Money
-from retailsync.domain.orders import Order, OrderStatus
+from retailsync.domain.orders import ORDER_TRANSITIONS, Order, OrderStatus
 from retailsync.reconcile.merge import KeyGroup
 from retailsync.reconcile.policy import Action, DriftKind, ReconcilePolicy
 from retailsync.reconcile.records import OrderFigure, PublishedLevel, RefundFigure, StockFigure
@@ -25,6 +26,7 @@ __all__ = [
     "PAYMENTS",
     "SERVICE_DESK",
     "STOREFRONT",
+    "STOREFRONT_SETTABLE_STATUSES",
     "WMS",
     "Classifier",
     "Correction",
@@ -36,7 +38,9 @@ __all__ = [
     "classify_orders",
     "classify_refunds",
     "classify_stock",
+    "leads_to",
     "stock_agreement",
+    "storefront_status_blocker",
 ]
 
 ERP = "erp"
@@ -79,12 +83,16 @@ class OrderResend:
 
 @dataclass(frozen=True, slots=True)
 class OrderStatusCorrection:
-    """Tell the storefront the order's status as the ERP has it."""
+    """Tell the storefront the order's status as the ERP has it.
+
+    ``order_ref`` is the storefront's own id of the order; ``from_status`` what it shows now.
+    """
 
     order_id: str
     version: int
     from_status: OrderStatus | None
     to_status: OrderStatus
+    order_ref: str
 
 
 Correction = StockAdjustmentCorrection | LevelCorrection | OrderResend | OrderStatusCorrection
@@ -120,14 +128,16 @@ def _drift(
     target: str | None = None,
     expected: str | None = None,
     correction: Correction | None = None,
+    uncorrectable: str | None = None,
 ) -> Drift:
+    """``uncorrectable`` says why ``correction`` is None where the rule asks for one."""
     decision = policy.decide(kind, magnitude)
     action = decision.action
     if decision.reason:
         detail = f"{detail}; {decision.reason}"
     if action is Action.CORRECT and correction is None:
         action = Action.EXCEPTION
-        detail = f"{detail}; the hub lacks the data to correct it"
+        detail = f"{detail}; {uncorrectable or 'the hub lacks the data to correct it'}"
     if action is not Action.CORRECT:
         correction = None
         target = target if action is Action.REPORT else None
@@ -317,6 +327,59 @@ def _differs(a: Money, b: Money, tolerance: Decimal) -> bool:
     return abs(a.amount - b.amount) > tolerance
 
 
+STOREFRONT_SETTABLE_STATUSES = frozenset(
+    {OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED, OrderStatus.CANCELLED}
+)
+"""Statuses a storefront can be moved to (:meth:`~retailsync.ports.commerce.CommercePort.
+update_order_status` fulfils, cancels or closes the order); any other status it only records
+on the order, so the storefront would keep showing its own and the drift would stay."""
+
+
+@cache
+def leads_to(current: OrderStatus, target: OrderStatus) -> bool:
+    """True when the order lifecycle leads from ``current`` to ``target`` (in one or more
+    steps)."""
+    seen = {current}
+    frontier = [current]
+    while frontier:
+        for following in ORDER_TRANSITIONS[frontier.pop()]:
+            if following is target:
+                return True
+            if following not in seen:
+                seen.add(following)
+                frontier.append(following)
+    return False
+
+
+def storefront_status_blocker(shown: OrderStatus, wanted: OrderStatus) -> str | None:
+    """Why a storefront order showing ``shown`` cannot be moved to ``wanted`` (None: it can).
+
+    Only forward: an order that has shipped or was cancelled cannot be taken back to an
+    earlier status, and a partial shipment cannot be shown line by line from here.
+    """
+    if wanted not in STOREFRONT_SETTABLE_STATUSES:
+        return f"the storefront cannot be set to {wanted.value}; update the order there by hand"
+    if not leads_to(shown, wanted):
+        return (
+            f"the storefront cannot go back from {shown.value} to {wanted.value}; "
+            f"a person decides which system is right"
+        )
+    return None
+
+
+def _status_correction(
+    key: str, shop: OrderFigure, erp: OrderFigure
+) -> tuple[OrderStatusCorrection | None, str | None]:
+    """The correction that shows the ERP's status on the storefront, or why there is none."""
+    assert shop.status is not None and erp.status is not None
+    blocker = storefront_status_blocker(shop.status, erp.status)
+    if blocker is not None:
+        return None, blocker
+    if shop.order_ref is None:
+        return None, None
+    return OrderStatusCorrection(key, erp.version, shop.status, erp.status, shop.order_ref), None
+
+
 def classify_orders(group: KeyGroup[Any], policy: ReconcilePolicy, now: datetime) -> list[Drift]:
     """Storefront order vs ERP sale: missing on either side, status stage, amount."""
     if not _single(group.records):
@@ -369,6 +432,7 @@ def classify_orders(group: KeyGroup[Any], policy: ReconcilePolicy, now: datetime
         and erp.status is not None
         and stages.get(shop.status, shop.status.value) != stages.get(erp.status, erp.status.value)
     ):
+        correction, uncorrectable = _status_correction(key, shop, erp)
         drifts.append(
             _drift(
                 policy,
@@ -379,7 +443,8 @@ def classify_orders(group: KeyGroup[Any], policy: ReconcilePolicy, now: datetime
                 f"{erp.status.value} in the ERP",
                 target=STOREFRONT,
                 expected=erp.status.value,
-                correction=OrderStatusCorrection(key, erp.version, shop.status, erp.status),
+                correction=correction,
+                uncorrectable=uncorrectable,
             )
         )
     return drifts

@@ -13,7 +13,8 @@ inventory      ERP: stock per product at each of ``sources.erp_locations`` (Tryt
                inventory_levels.json``, ``Link`` pages; items and locations mapped to SKU and
                ERP location by ``sources.storefront_items`` / ``storefront_locations``).
 orders         storefront: orders updated in the last ``sources.orders_window_days`` (Shopify
-               ``orders.json``) as canonical orders; ERP: the sales whose reference is one of
+               ``orders.json``) as canonical orders, with Shopify's order id (a status
+               correction addresses the order by it); ERP: the sales whose reference is one of
                those order ids (one ``search_read`` per page of storefront orders).
 refunds        decisions: the hub's own refund records (the order 360 read model, fed by the
                refund workflows' ``refund.requested/approved/completed`` events — agents ask
@@ -287,6 +288,7 @@ class LiveSources:
                     total=order.grand_total,
                     version=order.version,
                     order=order,
+                    order_ref=str(raw["id"]),
                 )
             )
             if len(page) >= self.settings.page_size:

@@ -93,7 +93,8 @@ class OrderFigure:
     """An order as one system holds it; ``key`` is the canonical order id.
 
     ``order`` is the full canonical order when the source can give it; the correction for an
-    order the ERP never received needs it.
+    order the ERP never received needs it. ``order_ref`` is the system's own id of the order
+    (the storefront source sets it); a status correction addresses the storefront order by it.
     """
 
     key: str
@@ -102,6 +103,7 @@ class OrderFigure:
     total: Money
     version: int = 1
     order: Order | None = None
+    order_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

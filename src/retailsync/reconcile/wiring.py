@@ -33,9 +33,10 @@ def sources_factory(hub: Any) -> Any:
     return wired(hub).get("reconcile_sources")
 
 
-def publisher(hub: Any, *, default_to_bus: bool = True) -> EventPublisher | None:
+def publisher(hub: Any) -> EventPublisher | None:
+    """Where corrections go: the wired ``event_publisher``, else the hub's bus."""
     found = wired(hub).get("event_publisher")
-    if found is None and default_to_bus:
+    if found is None:
         found = getattr(hub, "bus", None)
     return found
 

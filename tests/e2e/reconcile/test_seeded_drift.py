@@ -1,9 +1,10 @@
 """The seeded drift scenario against the live Tryton ERP and the WMS, Shopify and Stripe sandboxes.
 
-Stock differs for some SKUs, one storefront order never reached the ERP, one refund was paid
-but has no credit note. The inventory, order and refund reconciliations find exactly those,
-the correctors apply what the hub owns (ERP stock within the auto limit, storefront levels,
-the missing order) through the real SQL event bus, the rest opens exceptions in the bus
+Stock differs for some SKUs, one storefront order never reached the ERP, one order shipped in
+the ERP still shows as open on the storefront, one refund was paid but has no credit note. The
+inventory, order and refund reconciliations find exactly those, the correctors apply what the
+hub owns (ERP stock within the auto limit, storefront levels, the missing order, the order's
+status on the storefront) through the real SQL event bus, the rest opens exceptions in the bus
 exception queue; a second run finds no drift of a corrected kind, publishes nothing and
 changes nothing.
 """
@@ -37,6 +38,7 @@ from retailsync.domain.catalogue import RefundApproved, RefundRequested, build_e
 from retailsync.domain.customers import Customer
 from retailsync.domain.identifiers import EntityKind, new_id
 from retailsync.domain.money import Money
+from retailsync.domain.orders import Order, OrderStatus
 from retailsync.domain.refunds import Refund
 from retailsync.domain.returns import ReturnAuthorization, ReturnLine, ReturnReason, ReturnStatus
 from retailsync.reconcile import wiring
@@ -189,37 +191,66 @@ async def erp_stock(hub: SimpleNamespace) -> dict[str, tuple[int, int]]:
     }
 
 
+def customer_of(order: Order) -> Customer:
+    return Customer(
+        id=order.customer_id or new_id(EntityKind.CUSTOMER),
+        email="sam@example.com",
+        given_name="Sam",
+        family_name="Doe",
+        created_at=order.placed_at,
+    )
+
+
+def shop_order(hub: SimpleNamespace, raw: dict[str, Any]) -> tuple[Any, ...]:
+    """The sandbox order's change time and status fields, as the storefront shows them."""
+    order = hub.shop.orders[raw["id"]]
+    return (
+        order["updated_at"],
+        order["fulfillment_status"],
+        len(order["fulfillments"]),
+        order["cancelled_at"],
+        order["tags"],
+    )
+
+
 async def test_seeded_drift_is_found_corrected_and_stays_corrected(
     hub: SimpleNamespace,
 ) -> None:
     erp: TrytonErpAdapter = hub.adapters["erp"]
     currency = "EUR"
 
-    # --- orders: A reached the ERP, B never did ---------------------------------------------
+    # --- orders: A reached the ERP, B never did, C shipped but the storefront shows it open -
     raw_a = hub.shop.create_order(lines=[{"sku": "RS-TSHIRT-L", "quantity": 1, "price": "19.90"}])
     raw_b = hub.shop.create_order(lines=[{"sku": "RS-CAP", "quantity": 2, "price": "15.00"}])
-    order_a = canonical_order(raw_a, hub.shop_settings)
-    order_b = canonical_order(raw_b, hub.shop_settings)
-    customer = Customer(
-        id=order_a.customer_id or new_id(EntityKind.CUSTOMER),
-        email="sam@example.com",
-        given_name="Sam",
-        family_name="Doe",
-        created_at=order_a.placed_at,
+    raw_c = hub.shop.create_order(lines=[{"sku": "RS-TSHIRT-L", "quantity": 1, "price": "19.90"}])
+    order_a, order_b, order_c = (
+        canonical_order(raw, hub.shop_settings) for raw in (raw_a, raw_b, raw_c)
     )
-    await erp.submit_order(order_a, customer)
+    await erp.submit_order(order_a, customer_of(order_a))
+    await erp.submit_order(order_c, customer_of(order_c))
+    assert (await erp.record_dispatch(order_c.id)).status is OrderStatus.SHIPPED
+    assert order_c.status is OrderStatus.CONFIRMED  # paid, not fulfilled on the storefront
 
     summary, drifts = await reconcile(hub, "orders")
-    assert found(drifts) == {("order.missing_in_erp", order_b.id, "correct")}
-    assert (summary.corrections, summary.exceptions) == (1, 0)
+    assert found(drifts) == {
+        ("order.missing_in_erp", order_b.id, "correct"),
+        ("order.status_mismatch", order_c.id, "correct"),
+    }
+    assert (summary.corrections, summary.exceptions) == (2, 0)
     resent = await erp.get_order(order_b.id)  # the corrector sent it to the ERP
     assert resent.total == Money.of("30.00", currency)
+    shipped = hub.shop.orders[raw_c["id"]]  # the corrector fulfilled it on the storefront
+    assert (shipped["fulfillment_status"], len(shipped["fulfillments"])) == ("fulfilled", 1)
+    assert canonical_order(shipped, hub.shop_settings).status is OrderStatus.SHIPPED
+    assert hub.shop.orders[raw_a["id"]]["fulfillment_status"] is None
+    storefront_c = shop_order(hub, raw_c)
 
     before = events_stored(hub)
     summary, drifts = await reconcile(hub, "orders")
     assert (summary.drift_count, summary.corrections, drifts) == (0, 0, [])
     assert events_stored(hub) == before
     assert (await erp.get_order(order_b.id)).erp_id == resent.erp_id
+    assert shop_order(hub, raw_c) == storefront_c
 
     # --- refunds: A decided, credited and paid; B decided and paid, no credit note ----------
     rma_a = new_id(EntityKind.RETURN)
@@ -328,4 +359,5 @@ async def test_seeded_drift_is_found_corrected_and_stays_corrected(
     assert events_stored(hub) == before_events
     assert await erp_stock(hub) == corrected
     assert shop_levels(hub) == levels
+    assert shop_order(hub, raw_c) == storefront_c
     assert queue_entries(hub) == entries

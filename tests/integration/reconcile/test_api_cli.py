@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
@@ -15,13 +17,24 @@ from retailsync.api.app import create_app
 from retailsync.api.clients import api_key_pepper, create_api_client
 from retailsync.api.scopes import Scope
 from retailsync.bootstrap import Hub, bootstrap
+from retailsync.bus import tables as bus_tables
 from retailsync.config import Settings, get_settings
 from retailsync.reconcile.api import router
 from retailsync.reconcile.availability import AllocationReport, AvailabilitySettings, StockReport
 from retailsync.reconcile.cli import app as cli_app
+from retailsync.reconcile.corrections import CORRECTION_SOURCE
 from retailsync.reconcile.merge import pages_of
 from retailsync.reconcile.projection import AvailabilityProjection
 from retailsync.reconcile.records import PublishedLevel, StockFigure
+from retailsync.reconcile.store import ReportStore
+from retailsync.sandbox.server import SandboxServer
+from retailsync.sandbox.shopify import (
+    SANDBOX_ACCESS_TOKEN,
+    SANDBOX_SHOP_DOMAIN,
+    SANDBOX_WEBHOOK_SECRET,
+    ShopifySandbox,
+    create_shopify_sandbox,
+)
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -171,3 +184,89 @@ def test_cli_reconciles_csv_exports_and_exports_the_report(
         assert missing.exit_code == 2
     finally:
         get_settings.cache_clear()
+
+
+def _report_store(url: str) -> ReportStore:
+    return ReportStore(sa.create_engine(url, poolclass=sa.NullPool))
+
+
+def _corrections_stored(url: str) -> list[tuple[str, str]]:
+    """(type, id) of every correction in the hub's event store (``bus_events``)."""
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(bus_tables.events.c.type, bus_tables.events.c.event_id)
+            .where(bus_tables.events.c.source == CORRECTION_SOURCE)
+            .order_by(bus_tables.events.c.seq)
+        ).all()
+    return [(row.type, row.event_id) for row in rows]
+
+
+async def _run_the_hub_until_idle(settings: Settings) -> None:
+    """What ``retailsync serve`` does with the bus: start it, deliver, close."""
+    hub = bootstrap(settings, configure_logs=False)
+    await hub.bus.start()
+    try:
+        await hub.bus.deliver_until_idle()
+    finally:
+        await hub.bus.close()
+        await hub.aclose()
+
+
+def test_cli_corrections_are_stored_on_the_bus_and_a_running_hub_applies_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hub.sqlite'}"
+    with SandboxServer(create_shopify_sandbox()) as shop_server:
+        shop: ShopifySandbox = shop_server.app.state.sandbox
+        shop.seed_level(1001, 55, 7)
+        config = tmp_path / "retailsync.toml"
+        config.write_text(
+            f"""
+[connectors.shopify]
+shop_domain = "{SANDBOX_SHOP_DOMAIN}"
+access_token = "{SANDBOX_ACCESS_TOKEN}"
+webhook_secret = "{SANDBOX_WEBHOOK_SECRET}"
+base_url = "{shop_server.base_url}"
+
+[reconcile.sources]
+storefront_items = {{ A = "1001" }}
+storefront_locations = {{ DC1 = "55" }}
+"""
+        )
+        monkeypatch.setenv("RETAILSYNC_DATABASE_URL", url)
+        monkeypatch.setenv("RETAILSYNC_CONFIG_FILE", str(config))
+        monkeypatch.setenv("COLUMNS", "200")
+        get_settings.cache_clear()
+        stock = "sku,location,on_hand,reserved,allocated,in_transit\nA,DC1,10,0,0,0\n"
+        (tmp_path / "erp.csv").write_text(stock)
+        (tmp_path / "wms.csv").write_text(stock)
+        (tmp_path / "shop.csv").write_text("sku,location,available\nA,DC1,7\n")
+        files = ["--erp", "erp.csv", "--wms", "wms.csv", "--storefront", "shop.csv"]
+        monkeypatch.chdir(tmp_path)
+        runner = CliRunner()
+        try:
+            result = runner.invoke(cli_app, ["inventory", *files])
+            assert result.exit_code == 0, result.output
+            assert "1 corrected" in result.output
+            (run,) = _report_store(url).list_runs(job="inventory")
+            (drift,) = _report_store(url).iter_drifts(run.id)
+            assert drift.kind == "stock.storefront_level_mismatch"
+            # Durable in the event store, not yet applied: the command does not deliver.
+            stored = _corrections_stored(url)
+            assert stored == [("retailsync.inventory.position_reported", drift.correction_event_id)]
+            assert shop.inventory_levels[(1001, 55)]["available"] == 7
+
+            again = runner.invoke(cli_app, ["inventory", *files])
+            assert again.exit_code == 0, again.output
+            assert _corrections_stored(url) == stored  # same drift, same id: stored once
+
+            # The hub, started later on the same database, delivers what the command stored.
+            asyncio.run(_run_the_hub_until_idle(get_settings()))
+            assert shop.inventory_levels[(1001, 55)]["available"] == 10
+
+            dry = runner.invoke(cli_app, ["inventory", *files, "--dry-run"])
+            assert dry.exit_code == 0, dry.output
+            assert _corrections_stored(url) == stored
+        finally:
+            get_settings.cache_clear()

@@ -6,8 +6,11 @@ from decimal import Decimal
 from retailsync.domain.identifiers import EntityKind, derive_id
 from retailsync.domain.money import Money
 from retailsync.domain.orders import OrderStatus
-from retailsync.reconcile.corrections import correction_event, ticket_for
+from retailsync.reconcile.availability import AtsFormula
+from retailsync.reconcile.corrections import correction_event, storefront_order_ref, ticket_for
+from retailsync.reconcile.correctors import storefront_statuses
 from retailsync.reconcile.drift import (
+    Drift,
     LevelCorrection,
     OrderStatusCorrection,
     StockAdjustmentCorrection,
@@ -18,7 +21,6 @@ from retailsync.reconcile.drift import (
 from retailsync.reconcile.merge import KeyGroup
 from retailsync.reconcile.policy import (
     Action,
-    AtsFormula,
     DriftKind,
     DriftRule,
     ReconcilePolicy,
@@ -35,7 +37,7 @@ def stock(
     wms: StockFigure | None = None,
     shop: PublishedLevel | None = None,
     policy: ReconcilePolicy = POLICY,
-):
+) -> list[Drift]:
     records = {
         name: [rec] for name, rec in (("erp", erp), ("wms", wms), ("storefront", shop)) if rec
     }
@@ -103,17 +105,24 @@ def test_rules_are_configuration() -> None:
     assert drift.action is Action.EXCEPTION and drift.correction is None
 
 
-def _order(ref: str, status: OrderStatus | None, amount: str, version: int = 1) -> OrderFigure:
+def _order(
+    ref: str,
+    status: OrderStatus | None,
+    amount: str,
+    version: int = 1,
+    order_ref: str | None = None,
+) -> OrderFigure:
     return OrderFigure(
         key=derive_id(EntityKind.ORDER, "shop", ref),
         reference=ref,
         status=status,
         total=Money.of(amount, "EUR"),
         version=version,
+        order_ref=order_ref,
     )
 
 
-def orders(shop: OrderFigure | None, erp: OrderFigure | None):
+def orders(shop: OrderFigure | None, erp: OrderFigure | None) -> list[Drift]:
     key = (shop or erp).key  # type: ignore[union-attr]
     records = {name: [rec] for name, rec in (("storefront", shop), ("erp", erp)) if rec}
     return classify_orders(KeyGroup(key, records), POLICY, NOW)
@@ -131,15 +140,16 @@ def test_cancelled_order_that_never_reached_the_erp_is_fine() -> None:
 
 
 def test_status_stage_and_amount_mismatch() -> None:
-    shop = _order("1001", OrderStatus.CONFIRMED, "20.00")
+    shop = _order("1001", OrderStatus.CONFIRMED, "20.00", order_ref="450789469")
     same_stage = _order("1001", OrderStatus.PROCESSING, "20.00")
     assert orders(shop, same_stage) == []
     shipped = _order("1001", OrderStatus.SHIPPED, "21.00", version=4)
     amount, status = orders(shop, shipped)
     assert amount.kind is DriftKind.ORDER_AMOUNT_MISMATCH and amount.action is Action.EXCEPTION
     assert amount.assignee == "finance"
+    assert status.action is Action.CORRECT and status.target == "storefront"
     assert status.correction == OrderStatusCorrection(
-        shop.key, 4, OrderStatus.CONFIRMED, OrderStatus.SHIPPED
+        shop.key, 4, OrderStatus.CONFIRMED, OrderStatus.SHIPPED, "450789469"
     )
     tolerant = ReconcilePolicy(amount_tolerance=Decimal("1.00"))
     records = {"storefront": [shop], "erp": [shipped]}
@@ -147,11 +157,76 @@ def test_status_stage_and_amount_mismatch() -> None:
     assert kinds == [DriftKind.ORDER_STATUS_MISMATCH]
 
 
+def test_status_correction_event_names_the_storefront_order_and_is_derived() -> None:
+    shop = _order("1001", OrderStatus.PENDING, "20.00", order_ref="450789469")
+    (drift,) = orders(shop, _order("1001", OrderStatus.CANCELLED, "20.00", version=3))
+    event = correction_event("orders", drift, now=NOW, correlationid="rcn_1")
+    again = correction_event("orders", drift, now=NOW + timedelta(hours=1), correlationid="rcn_2")
+    assert event is not None and again is not None and event.id == again.id
+    assert event.type == "retailsync.order.status_changed"
+    assert event.partitionkey == shop.key  # per-order ordering on the bus
+    assert storefront_order_ref(event) == "450789469"
+    assert (event.data["order_id"], event.data["from_status"], event.data["to_status"]) == (
+        shop.key,
+        "pending",
+        "cancelled",
+    )
+
+
+def test_status_is_corrected_only_forward_and_where_the_storefront_can_show_it() -> None:
+    def status_drift(shop: OrderStatus, erp: OrderStatus, order_ref: str | None = "4507") -> Drift:
+        (drift,) = orders(
+            _order("1001", shop, "20.00", order_ref=order_ref), _order("1001", erp, "20.00")
+        )
+        assert drift.kind is DriftKind.ORDER_STATUS_MISMATCH
+        return drift
+
+    for shown, erp in (
+        (OrderStatus.CONFIRMED, OrderStatus.SHIPPED),
+        (OrderStatus.ON_HOLD, OrderStatus.DELIVERED),
+        (OrderStatus.PENDING, OrderStatus.COMPLETED),
+        (OrderStatus.PROCESSING, OrderStatus.CANCELLED),
+    ):
+        drift = status_drift(shown, erp)
+        assert drift.action is Action.CORRECT, (shown, erp)
+        assert isinstance(drift.correction, OrderStatusCorrection)
+        assert drift.correction.to_status is erp
+    backwards = status_drift(OrderStatus.SHIPPED, OrderStatus.PROCESSING)
+    assert backwards.action is Action.EXCEPTION and backwards.correction is None
+    assert "cannot be set to processing" in backwards.detail
+    fulfilled = status_drift(OrderStatus.SHIPPED, OrderStatus.CANCELLED)
+    assert fulfilled.action is Action.EXCEPTION and fulfilled.assignee == "operations"
+    assert "cannot go back from shipped to cancelled" in fulfilled.detail
+    revived = status_drift(OrderStatus.CANCELLED, OrderStatus.SHIPPED)
+    assert revived.action is Action.EXCEPTION
+    assert "cannot go back from cancelled to shipped" in revived.detail
+    partial = status_drift(OrderStatus.CONFIRMED, OrderStatus.PARTIALLY_SHIPPED)
+    assert partial.action is Action.EXCEPTION and "partially_shipped" in partial.detail
+    unaddressed = status_drift(OrderStatus.CONFIRMED, OrderStatus.SHIPPED, order_ref=None)
+    assert unaddressed.action is Action.EXCEPTION and "lacks the data" in unaddressed.detail
+    report_only = ReconcilePolicy(
+        rules={DriftKind.ORDER_STATUS_MISMATCH: DriftRule(action=Action.REPORT, owner="erp")}
+    )
+    shop = _order("1001", OrderStatus.CONFIRMED, "20.00", order_ref="4507")
+    records = {"storefront": [shop], "erp": [_order("1001", OrderStatus.SHIPPED, "20.00")]}
+    (reported,) = classify_orders(KeyGroup(shop.key, records), report_only, NOW)
+    assert reported.action is Action.REPORT and reported.correction is None
+
+
+def test_the_storefront_is_told_each_status_it_needs_in_order() -> None:
+    s = OrderStatus
+    assert storefront_statuses(s.CONFIRMED, s.SHIPPED) == [s.SHIPPED]
+    assert storefront_statuses(s.PENDING, s.CANCELLED) == [s.CANCELLED]
+    assert storefront_statuses(s.CONFIRMED, s.COMPLETED) == [s.SHIPPED, s.COMPLETED]
+    assert storefront_statuses(s.PARTIALLY_SHIPPED, s.COMPLETED) == [s.SHIPPED, s.COMPLETED]
+    assert storefront_statuses(s.DELIVERED, s.COMPLETED) == [s.COMPLETED]
+
+
 def _refund(ref: str, amount: str, at: datetime | None = None) -> RefundFigure:
     return RefundFigure("ref_X", ref, Money.of(amount, "EUR"), at or NOW - timedelta(days=1))
 
 
-def refunds(**systems: list[RefundFigure]):
+def refunds(**systems: list[RefundFigure]) -> list[Drift]:
     return classify_refunds(KeyGroup("ref_X", systems), POLICY, NOW)
 
 
