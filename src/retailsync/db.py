@@ -7,9 +7,11 @@ PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -22,6 +24,8 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+T = TypeVar("T")
 
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -107,3 +111,20 @@ def database_is_reachable(engine: Engine) -> bool:
         return True
     except sa.exc.SQLAlchemyError:
         return False
+
+
+def reads_block_briefly(engine: Engine) -> bool:
+    """True when a point read on ``engine`` is cheaper on the event loop than in a thread.
+
+    SQLite is a local file (WAL: readers never wait for the writer): a point read takes tens of
+    microseconds, less than handing it to a worker thread and back. A networked database waits
+    on a round trip: that belongs in a thread.
+    """
+    return engine.dialect.name == "sqlite"
+
+
+async def run_read(engine: Engine, read: Callable[..., T], *args: Any) -> T:
+    """Run the blocking database ``read(*args)`` on the loop or in a thread (see above)."""
+    if reads_block_briefly(engine):
+        return read(*args)
+    return await anyio.to_thread.run_sync(read, *args)

@@ -95,12 +95,13 @@ def create_app(
     install_problem_handlers(app)
     app.add_exception_handler(IdempotentReplay, replay_response)
     v1 = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSE_DOC)
+    # Routes are matched in order: the agents' hot path first.
     v1.include_router(health.router)
+    v1.include_router(experience_router)
+    v1.include_router(system_router)
     v1.include_router(admin.router)
     v1.include_router(reconcile_router)
     v1.include_router(process_router)
-    v1.include_router(system_router)
-    v1.include_router(experience_router)
     v1.include_router(observability_router)
     v1.include_router(
         build_webhook_router(

@@ -22,7 +22,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from retailsync.api.clients import looks_like_api_key
 from retailsync.api.errors import InvalidCredentials, TokenKeysUnavailable
@@ -35,6 +34,7 @@ from retailsync.api.scopes import (
     RouteClass,
     Scope,
 )
+from retailsync.db import run_read
 
 API_KEY_HEADER = "X-API-Key"
 REALM = "retailsync"
@@ -103,7 +103,7 @@ async def authenticated_principal(
     governance = _governance(request)
     try:
         if api_key is not None or looks_like_api_key(credential):
-            client = await run_in_threadpool(governance.verify_api_key, credential)
+            client = await run_read(governance.engine, governance.verify_api_key, credential)
             principal = Principal(
                 client_id=client.id,
                 name=client.name,

@@ -198,12 +198,14 @@ def revoke_api_client(
     return after
 
 
+# Every authenticated request runs this lookup: the statement is built once.
+_CLIENT_BY_ID = sa.select(api_clients).where(api_clients.c.id == sa.bindparam("client_id"))
+
+
 def verify_api_key(connection: Connection, key: str, pepper: bytes) -> ApiClient:
     """The active client that ``key`` belongs to; :class:`InvalidCredentials` otherwise."""
     client_id, secret = parse_api_key(key)
-    row = connection.execute(
-        sa.select(api_clients).where(api_clients.c.id == client_id)
-    ).one_or_none()
+    row = connection.execute(_CLIENT_BY_ID, {"client_id": client_id}).one_or_none()
     # Compare against a hash even for an unknown id, so timing does not reveal which ids exist.
     stored = row.secret_hash if row is not None else _secret_hash(pepper, "unknown", "")
     presented = _secret_hash(pepper, client_id, secret)

@@ -5,23 +5,21 @@ freshness check of the ERP-owned part through the resilience guard; when the ERP
 down it still answers, with ``stale: true``, ``as_of`` and ``age_seconds``.
 ``GET .../lines/{line}/return-eligibility`` applies the retailer's return policy to one line.
 
-:func:`include_views_routes` mounts these and the System APIs on an application built by
-:func:`retailsync.api.app.create_app`. The hub may supply ``adapters["erp"]`` (the ERP port),
-``adapters["order360_freshness"]`` (a :class:`~retailsync.views.FreshnessPolicy`) and
-``adapters["return_policy"]`` (a :class:`~retailsync.domain.policies.ReturnPolicy`).
+:func:`retailsync.api.app.create_app` mounts these with the System APIs. The hub may supply
+``adapters["erp"]`` (the ERP port), ``adapters["order360_freshness"]`` (a
+:class:`~retailsync.views.FreshnessPolicy`) and ``adapters["return_policy"]``
+(a :class:`~retailsync.domain.policies.ReturnPolicy`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 
-from retailsync.api import system
 from retailsync.api.auth import require_scope
-from retailsync.api.problems import PROBLEM_RESPONSE_DOC, ProblemError
+from retailsync.api.problems import ProblemError
 from retailsync.api.scopes import Scope
-from retailsync.api.versioning import API_PREFIX
 from retailsync.domain.identifiers import ID_PATTERNS, EntityKind
 from retailsync.domain.policies import DEFAULT_RETURN_POLICY
 from retailsync.views import (
@@ -34,7 +32,7 @@ from retailsync.views import (
     return_eligibility,
 )
 
-__all__ = ["include_views_routes", "order_360_service", "router"]
+__all__ = ["order_360_service", "router"]
 
 router = APIRouter(
     prefix="/experience",
@@ -70,11 +68,13 @@ def _unknown(exc: OrderNotInReadModel) -> ProblemError:
     response_model=Order360View,
     summary="The order 360: order, lines, payment, shipments, returns, refunds, exceptions, cases",
 )
-async def get_order_360(order_id: OrderIdPath, request: Request) -> Order360View:
+async def get_order_360(order_id: OrderIdPath, request: Request) -> Response:
     try:
-        return await order_360_service(request.app).answer(order_id)
+        view = await order_360_service(request.app).answer(order_id)
     except OrderNotInReadModel as exc:
         raise _unknown(exc) from None
+    # The view is validated as it is built: serialize it once, not validate it again.
+    return Response(view.model_dump_json(by_alias=True), media_type="application/json")
 
 
 @router.get(
@@ -102,12 +102,3 @@ async def get_return_eligibility(
             "order-details-unknown" if isinstance(exc, OrderDetailsUnknown) else "unknown-line"
         )
         raise ProblemError(404, problem, str(exc), title="Unknown order line") from None
-
-
-def include_views_routes(app: FastAPI) -> None:
-    """Mount the System and Experience APIs under ``/v1`` (after ``create_app``)."""
-    v1 = APIRouter(prefix=API_PREFIX, responses=PROBLEM_RESPONSE_DOC)
-    v1.include_router(system.router)
-    v1.include_router(router)
-    app.include_router(v1)
-    app.openapi_schema = None  # document the new routes (and their guards) too

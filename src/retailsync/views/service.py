@@ -26,6 +26,7 @@ import anyio.to_thread
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from retailsync.db import run_read
 from retailsync.ports.erp import ErpOrderState, ErpPort
 from retailsync.resilience.config import Lane
 from retailsync.resilience.errors import BusinessError, TransientError, UnknownReference
@@ -155,7 +156,7 @@ class Order360Service:
             return load_order_360_rows(connection, order_id)
 
     async def rows(self, order_id: str) -> Order360Rows | None:
-        return await anyio.to_thread.run_sync(self._load, order_id)
+        return await run_read(self.engine, self._load, order_id)
 
     async def answer(self, order_id: str) -> Order360View:
         """The order 360 of ``order_id``; :class:`OrderNotInReadModel` when nobody knows it."""

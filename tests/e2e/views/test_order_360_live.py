@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 
 from retailsync.api.app import create_app
 from retailsync.api.clients import api_key_pepper, create_api_client
-from retailsync.api.experience import include_views_routes
 from retailsync.api.scopes import Scope
 from retailsync.bootstrap import Hub
 from retailsync.domain.catalogue import OrderCreated, build_event
@@ -76,7 +75,6 @@ def test_the_order_360_goes_stale_while_trytond_is_stopped_and_fresh_when_it_ret
     live_hub: Hub, erp_sandbox: ErpSandbox
 ) -> None:
     app = create_app(live_hub)
-    include_views_routes(app)
     headers = _key(live_hub, Scope.EXPERIENCE_READ, Scope.SYSTEM_READ)
     customer = _customer()
     order = _order(customer)

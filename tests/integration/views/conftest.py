@@ -11,7 +11,6 @@ from views_support import IssueKey
 
 from retailsync.api.app import create_app
 from retailsync.api.clients import api_key_pepper, create_api_client
-from retailsync.api.experience import include_views_routes
 from retailsync.api.governance import Governance
 from retailsync.api.scopes import Scope
 from retailsync.api.settings import GovernanceSettings, RateLimitSettings, governance_settings
@@ -39,7 +38,6 @@ def views_app(hub: Hub) -> FastAPI:
         hub.settings.secret_key,
     )
     app = create_app(hub, governance=governance)
-    include_views_routes(app)
     return app
 
 

@@ -272,19 +272,19 @@ class ErpChangePoller:
             return await self._invoice_payloads(record, version)
         return await self._move_payloads(record)
 
-    def _order_id(self, sale: Record) -> str:
-        canonical = self.adapter.canonical_id(EntityKind.ORDER, sale["id"])
+    async def _order_id(self, sale: Record) -> str:
+        canonical = await self.adapter.canonical_id(EntityKind.ORDER, sale["id"])
         if canonical is not None:
             return canonical
         reference = sale.get("reference") or ""
         if is_valid_id(reference, EntityKind.ORDER):
             return str(reference)
         derived = derived_id(EntityKind.ORDER, SALE, sale["id"])
-        self.adapter.link(EntityKind.ORDER, derived, sale["id"])
+        await self.adapter.link(EntityKind.ORDER, derived, sale["id"])
         return derived
 
-    def _rma_id(self, sale: Record) -> str | None:
-        canonical = self.adapter.canonical_id(EntityKind.RETURN, sale["id"])
+    async def _rma_id(self, sale: Record) -> str | None:
+        canonical = await self.adapter.canonical_id(EntityKind.RETURN, sale["id"])
         if canonical is not None:
             return canonical
         reference = sale.get("reference") or ""
@@ -293,13 +293,13 @@ class ErpChangePoller:
     async def _sale_payloads(
         self, sale: Record, previous: Seen | None, signature: str, version: int
     ) -> list[tuple[str, EventPayload]]:
-        if self._rma_id(sale) is not None:
+        if await self._rma_id(sale) is not None:
             return []  # a return sale: its events are the return and the credit note
         new = OrderStatus(signature)
         old = OrderStatus(previous.signature) if previous else OrderStatus.PENDING
         if new == old:
             return []
-        order_id = self._order_id(sale)
+        order_id = await self._order_id(sale)
         changed_at = aware(last_change(sale))
         assert changed_at is not None
         if new is OrderStatus.CANCELLED:
@@ -350,7 +350,7 @@ class ErpChangePoller:
         sales = await self._sales_of_moves(record["outgoing_moves"])
         if not sales:
             return []
-        order_id = self._order_id(sales[0])
+        order_id = await self._order_id(sales[0])
         (shipment,) = await self.adapter.shipments([record["id"]], order_id=order_id)
         shipment = shipment.model_copy(update={"version": version})
         return [("dispatched", ShipmentDispatched(shipment=shipment))]
@@ -361,7 +361,7 @@ class ErpChangePoller:
         if record["state"] != "done":
             return []
         sales = await self._sales_of_moves(record["incoming_moves"])
-        rma_id = self._rma_id(sales[0]) if sales else None
+        rma_id = await self._rma_id(sales[0]) if sales else None
         if rma_id is None:
             return []
         order_id = await self.adapter.order_id_of_return(sales[0])
@@ -395,11 +395,11 @@ class ErpChangePoller:
         if posting_status(record["state"]) is not PostingStatus.POSTED:
             return []
         sales = await self.client.read(SALE, record["sales"], ["reference", "origin"])
-        rma_id = self._rma_id(sales[0]) if sales else None
+        rma_id = await self._rma_id(sales[0]) if sales else None
         if rma_id is not None:
             order_id = await self.adapter.order_id_of_return(sales[0])
         else:
-            order_id = self._order_id(sales[0]) if sales else None
+            order_id = await self._order_id(sales[0]) if sales else None
         (posting,) = await self.adapter.postings([record["id"]], order_id=order_id, rma_id=rma_id)
         assert posting.document_number is not None and posting.posted_at is not None
         common: dict[str, Any] = {

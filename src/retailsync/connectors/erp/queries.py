@@ -100,7 +100,7 @@ class TrytonErpQueries:
                 return ErpPage([], None)  # the ERP does not know deliveries or holds
             domain += ORDER_STATES_BY_STATUS[status]
         if customer_id is not None:
-            party = self.adapter.external_id(EntityKind.CUSTOMER, customer_id)
+            party = await self.adapter.external_id(EntityKind.CUSTOMER, customer_id)
             if party is None:
                 return ErpPage([], None)
             domain.append(("party", "=", party))
@@ -127,8 +127,8 @@ class TrytonErpQueries:
         (order,) = await self._orders(records, order_ids={sale_id: order_id})
         return order
 
-    def _order_id(self, sale: Record) -> str:
-        known = self.adapter.canonical_id(EntityKind.ORDER, sale["id"])
+    async def _order_id(self, sale: Record) -> str:
+        known = await self.adapter.canonical_id(EntityKind.ORDER, sale["id"])
         if known is not None:
             return known
         reference = sale.get("reference") or ""
@@ -154,11 +154,11 @@ class TrytonErpQueries:
             if not records:
                 continue  # a sale without product lines is not an order the hub can describe
             orders.append(
-                self._order(sale, records, skus, currency, (order_ids or {}).get(sale["id"]))
+                await self._order(sale, records, skus, currency, (order_ids or {}).get(sale["id"]))
             )
         return orders
 
-    def _order(
+    async def _order(
         self,
         sale: Record,
         records: Sequence[Record],
@@ -191,12 +191,14 @@ class TrytonErpQueries:
         description = sale.get("description") or ""
         channel = description.split(" order ", 1)[0] if " order " in description else "erp"
         party = sale.get("party")
-        customer = self.adapter.canonical_id(EntityKind.CUSTOMER, int(party)) if party else None
+        customer = (
+            await self.adapter.canonical_id(EntityKind.CUSTOMER, int(party)) if party else None
+        )
         placed = aware(sale.get("create_date")) or aware(last_change(sale))
         assert placed is not None
         subtotal = money(sale.get("untaxed_amount"), currency)
         return Order(
-            id=order_id or self._order_id(sale),
+            id=order_id or await self._order_id(sale),
             customer_id=customer,
             channel=channel[:200] or "erp",
             status=mapping_order.order_status(sale["state"], sale.get("shipment_state")),
@@ -240,7 +242,7 @@ class TrytonErpQueries:
         return _page(records, await self._postings(records), limit)
 
     async def invoice(self, posting_id: str) -> FinancialPosting:
-        invoice_id = self.adapter.external_id(EntityKind.POSTING, posting_id)
+        invoice_id = await self.adapter.external_id(EntityKind.POSTING, posting_id)
         if invoice_id is None:
             raise ErpNotFound(f"the ERP has no invoice or credit note for {posting_id}")
         records = await self.client.read(INVOICE, [invoice_id], mapping_invoice.INVOICE_FIELDS)
@@ -266,11 +268,11 @@ class TrytonErpQueries:
                     rma_id = reference
                     order_id = await self.adapter.order_id_of_return(sale)
                 else:
-                    order_id = self._order_id(sale)
-            posting_id = self.adapter.canonical_id(EntityKind.POSTING, rec["id"])
+                    order_id = await self._order_id(sale)
+            posting_id = await self.adapter.canonical_id(EntityKind.POSTING, rec["id"])
             if posting_id is None:
                 posting_id = derived_id(EntityKind.POSTING, INVOICE, rec["id"])
-                self.adapter.link(EntityKind.POSTING, posting_id, rec["id"])
+                await self.adapter.link(EntityKind.POSTING, posting_id, rec["id"])
             postings.append(
                 mapping_invoice.to_posting(
                     rec,
@@ -397,7 +399,7 @@ class TrytonErpQueries:
     # --- customers --------------------------------------------------------------------------
 
     async def customer_account(self, customer_id: str) -> CustomerAccount:
-        party_id = self.adapter.external_id(EntityKind.CUSTOMER, customer_id)
+        party_id = await self.adapter.external_id(EntityKind.CUSTOMER, customer_id)
         if party_id is None:
             raise ErpNotFound(f"the ERP has no customer for {customer_id}")
         company = await self.adapter.company()

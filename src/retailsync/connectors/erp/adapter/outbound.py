@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 from sqlalchemy.engine import Engine
 
 from retailsync import xref
@@ -30,6 +31,7 @@ from retailsync.connectors.erp.errors import (
     ErpOperationNotCarriedOut,
 )
 from retailsync.connectors.erp.mapping_common import SYSTEM, derived_id, reference_of
+from retailsync.db import run_read
 from retailsync.domain.customers import AddressRole, Customer
 from retailsync.domain.finance import FinancialPosting
 from retailsync.domain.identifiers import EntityKind
@@ -44,6 +46,18 @@ SHIPMENT_OUT = "stock.shipment.out"
 SHIPMENT_RETURN = "stock.shipment.out.return"
 INVOICE = "account.invoice"
 INVOICE_LINE = "account.invoice.line"
+
+IMMUTABLE_LINKS = frozenset(
+    {
+        EntityKind.ORDER,
+        EntityKind.SHIPMENT,
+        EntityKind.POSTING,
+        EntityKind.RETURN,
+        EntityKind.INVENTORY_ADJUSTMENT,
+    }
+)
+"""Documents whose cross-reference never changes once made (a customer's may: merges)."""
+_MAX_REMEMBERED_LINKS = 50_000
 
 
 @dataclass(frozen=True)
@@ -83,23 +97,50 @@ class TrytonErpAdapter:
         self.warehouse_code = warehouse_code
         self.payment_term_name = payment_term
         self._company: ErpCompany | None = None
+        self._external_ids: dict[tuple[EntityKind, str], int] = {}
+        self._canonical_ids: dict[tuple[EntityKind, int], str] = {}
 
     # --- cross-reference -------------------------------------------------------------------
 
-    def external_id(self, kind: EntityKind, canonical_id: str) -> int | None:
+    async def external_id(self, kind: EntityKind, canonical_id: str) -> int | None:
+        """The ERP id linked to ``canonical_id`` (None when not linked yet)."""
+        known = self._external_ids.get((kind, canonical_id))
+        if known is not None:
+            return known
+        value = await run_read(self.engine, self._read_external_id, kind, canonical_id)
+        if value is not None:
+            self._remember(kind, canonical_id, value)
+        return value
+
+    async def canonical_id(self, kind: EntityKind, external_id: int) -> str | None:
+        """The canonical id linked to the ERP's ``external_id`` (None when not linked yet)."""
+        known = self._canonical_ids.get((kind, external_id))
+        if known is not None:
+            return known
+        value = await run_read(self.engine, self._read_canonical_id, kind, external_id)
+        if value is not None:
+            self._remember(kind, value, external_id)
+        return value
+
+    async def link(self, kind: EntityKind, canonical_id: str, external_id: int) -> None:
+        """Record the link (a write: in a worker thread, never on the event loop)."""
+        await anyio.to_thread.run_sync(self._write_link, kind, canonical_id, external_id)
+        self._remember(kind, canonical_id, external_id)
+
+    def _read_external_id(self, kind: EntityKind, canonical_id: str) -> int | None:
         with self.engine.connect() as conn:
             value = xref.external_id_for(
                 conn, entity_kind=kind.value, canonical_id=canonical_id, system=SYSTEM
             )
         return int(value) if value is not None else None
 
-    def canonical_id(self, kind: EntityKind, external_id: int) -> str | None:
+    def _read_canonical_id(self, kind: EntityKind, external_id: int) -> str | None:
         with self.engine.connect() as conn:
             return xref.canonical_id_for(
                 conn, entity_kind=kind.value, system=SYSTEM, external_id=str(external_id)
             )
 
-    def link(self, kind: EntityKind, canonical_id: str, external_id: int) -> None:
+    def _write_link(self, kind: EntityKind, canonical_id: str, external_id: int) -> None:
         with self.engine.begin() as conn:
             xref.link(
                 conn,
@@ -108,6 +149,17 @@ class TrytonErpAdapter:
                 system=SYSTEM,
                 external_id=str(external_id),
             )
+
+    def _remember(self, kind: EntityKind, canonical_id: str, external_id: int) -> None:
+        """Keep a document's link in memory: once made it never changes (customers may be
+        merged, so theirs are always read)."""
+        if kind not in IMMUTABLE_LINKS:
+            return
+        if len(self._external_ids) >= _MAX_REMEMBERED_LINKS:
+            self._external_ids.clear()
+            self._canonical_ids.clear()
+        self._external_ids[(kind, canonical_id)] = external_id
+        self._canonical_ids[(kind, external_id)] = canonical_id
 
     # --- company setup ---------------------------------------------------------------------
 
@@ -179,7 +231,7 @@ class TrytonErpAdapter:
     # --- customers -------------------------------------------------------------------------
 
     async def find_or_create_customer(self, customer: Customer) -> str:
-        known = self.external_id(EntityKind.CUSTOMER, customer.id)
+        known = await self.external_id(EntityKind.CUSTOMER, customer.id)
         if known is not None:
             return str(known)
         party_id: int | None = None
@@ -216,7 +268,7 @@ class TrytonErpAdapter:
             (party_id,) = await self.client.create(
                 "party.party", [mapping_customer.party_values(customer, country_ids)]
             )
-        self.link(EntityKind.CUSTOMER, customer.id, party_id)
+        await self.link(EntityKind.CUSTOMER, customer.id, party_id)
         return str(party_id)
 
     async def _country_ids(self, codes: Iterable[str]) -> dict[str, int]:
@@ -232,7 +284,7 @@ class TrytonErpAdapter:
         if customer is not None:
             return int(await self.find_or_create_customer(customer))
         if order.customer_id:
-            party = self.external_id(EntityKind.CUSTOMER, order.customer_id)
+            party = await self.external_id(EntityKind.CUSTOMER, order.customer_id)
             if party is not None:
                 return party
         raise ErpBusinessError(
@@ -273,14 +325,14 @@ class TrytonErpAdapter:
     # --- orders ----------------------------------------------------------------------------
 
     async def _sale_id(self, order_id: str, *, required: bool = True) -> int | None:
-        sale_id = self.external_id(EntityKind.ORDER, order_id)
+        sale_id = await self.external_id(EntityKind.ORDER, order_id)
         if sale_id is not None:
             return sale_id
         found = await self.client.search(
             SALE, [("reference", "=", order_id)], order=[("id", "ASC")]
         )
         if found:
-            self.link(EntityKind.ORDER, order_id, found[0])
+            await self.link(EntityKind.ORDER, order_id, found[0])
             return found[0]
         if required:
             raise ErpNotFound(f"the ERP has no sale for order {order_id}")
@@ -311,7 +363,7 @@ class TrytonErpAdapter:
             products=products,
         )
         (sale_id,) = await self.client.create(SALE, [values])
-        self.link(EntityKind.ORDER, order.id, sale_id)
+        await self.link(EntityKind.ORDER, order.id, sale_id)
         return await self.get_order(order.id)
 
     async def confirm_order(self, order_id: str) -> ErpOrderState:
@@ -419,10 +471,10 @@ class TrytonErpAdapter:
         by_id = {m["id"]: m for m in moves}
         result = []
         for rec in records:
-            shipment_id = self.canonical_id(EntityKind.SHIPMENT, rec["id"])
+            shipment_id = await self.canonical_id(EntityKind.SHIPMENT, rec["id"])
             if shipment_id is None:
                 shipment_id = derived_id(EntityKind.SHIPMENT, SHIPMENT_OUT, rec["id"])
-                self.link(EntityKind.SHIPMENT, shipment_id, rec["id"])
+                await self.link(EntityKind.SHIPMENT, shipment_id, rec["id"])
             result.append(
                 mapping_shipment.to_shipment(
                     rec,
@@ -445,10 +497,10 @@ class TrytonErpAdapter:
         records = await self.client.read(INVOICE, invoice_ids, mapping_invoice.INVOICE_FIELDS)
         result = []
         for rec in records:
-            posting_id = self.canonical_id(EntityKind.POSTING, rec["id"])
+            posting_id = await self.canonical_id(EntityKind.POSTING, rec["id"])
             if posting_id is None:
                 posting_id = derived_id(EntityKind.POSTING, INVOICE, rec["id"])
-                self.link(EntityKind.POSTING, posting_id, rec["id"])
+                await self.link(EntityKind.POSTING, posting_id, rec["id"])
             result.append(
                 mapping_invoice.to_posting(
                     rec,
@@ -580,12 +632,12 @@ class TrytonErpAdapter:
     # --- returns ---------------------------------------------------------------------------
 
     async def create_return(self, rma: ReturnAuthorization) -> ErpReturnState:
-        existing = self.external_id(EntityKind.RETURN, rma.id)
+        existing = await self.external_id(EntityKind.RETURN, rma.id)
         if existing is None:
             found = await self.client.search(SALE, [("reference", "=", rma.id)], limit=1)
             existing = found[0] if found else None
             if existing is not None:
-                self.link(EntityKind.RETURN, rma.id, existing)
+                await self.link(EntityKind.RETURN, rma.id, existing)
         if existing is None:
             original_id = await self._sale_id(rma.order_id)
             assert original_id is not None
@@ -613,7 +665,7 @@ class TrytonErpAdapter:
                 rma, original=original, original_sale_id=original_id, lines_by_sku=lines_by_sku
             )
             (existing,) = await self.client.create(SALE, [values])
-            self.link(EntityKind.RETURN, rma.id, existing)
+            await self.link(EntityKind.RETURN, rma.id, existing)
         state = await self._sale_state(existing)
         if state == "draft":
             await self.client.button(SALE, "quote", [existing])
@@ -642,7 +694,7 @@ class TrytonErpAdapter:
                 )
 
     async def _return_sale(self, rma_id: str) -> tuple[int, Record]:
-        sale_id = self.external_id(EntityKind.RETURN, rma_id)
+        sale_id = await self.external_id(EntityKind.RETURN, rma_id)
         if sale_id is None:
             found = await self.client.search(SALE, [("reference", "=", rma_id)], limit=1)
             if not found:
@@ -669,7 +721,7 @@ class TrytonErpAdapter:
         origin = reference_of(sale.get("origin"))
         if origin is None or origin[0] != SALE:
             return None
-        canonical = self.canonical_id(EntityKind.ORDER, origin[1])
+        canonical = await self.canonical_id(EntityKind.ORDER, origin[1])
         if canonical is not None:
             return canonical
         (original,) = await self.client.read(SALE, [origin[1]], ["reference"])
@@ -790,7 +842,7 @@ class TrytonErpAdapter:
         against the warehouse's lost-and-found location.
         """
         company = await self.company()
-        inventory_id = self.external_id(EntityKind.INVENTORY_ADJUSTMENT, adjustment.id)
+        inventory_id = await self.external_id(EntityKind.INVENTORY_ADJUSTMENT, adjustment.id)
         if inventory_id is None:
             location_id = company.location_id(adjustment.location)
             ((product_id, _unit_id),) = (await self._products([adjustment.sku])).values()
@@ -811,7 +863,7 @@ class TrytonErpAdapter:
                 company_id=company.company_id,
             )
             (inventory_id,) = await self.client.create("stock.inventory", [values])
-            self.link(EntityKind.INVENTORY_ADJUSTMENT, adjustment.id, inventory_id)
+            await self.link(EntityKind.INVENTORY_ADJUSTMENT, adjustment.id, inventory_id)
         (inventory,) = await self.client.read("stock.inventory", [inventory_id], ["state"])
         if inventory["state"] == "draft":
             await self.client.button("stock.inventory", "confirm", [inventory_id])
