@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ def _secret_hash(pepper: bytes, client_id: str, secret: str) -> str:
     return hmac.new(pepper, f"{client_id}:{secret}".encode(), hashlib.sha256).hexdigest()
 
 
+_CLIENT_ID = re.compile(r"[A-Za-z0-9-]{4,64}")
+MIN_SECRET_LENGTH = 24
+
+
 def parse_api_key(key: str) -> tuple[str, str]:
     """``(id, secret)`` of a key that has the ``rsk_<id>_<secret>`` shape."""
     prefix, _, rest = key.partition("_")
@@ -109,16 +114,27 @@ def create_api_client(
     actor: str,
     correlation_id: str | None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    client_id: str | None = None,
+    secret: str | None = None,
 ) -> IssuedApiKey:
-    """Issue a client named ``name`` holding ``scopes``; audited as ``api_client.created``."""
+    """Issue a client named ``name`` holding ``scopes``; audited as ``api_client.created``.
+
+    ``client_id`` and ``secret`` are drawn at random unless given (a deployment that derives a
+    stable key, such as the local demo); a given pair must still look like a key's parts.
+    """
     name = name.strip()
     granted = sorted(set(scopes))
     if not name:
         raise ValueError("an API client needs a name that says who uses it")
     if not granted:
         raise ValueError(f"an API client needs at least one scope: {', '.join(Scope)}")
-    client_id = secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
+    client_id = client_id or secrets.token_hex(8)
+    secret = secret or secrets.token_urlsafe(32)
+    if not _CLIENT_ID.fullmatch(client_id) or len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            "an API client id is 4-64 letters, digits or '-', and its secret at least "
+            f"{MIN_SECRET_LENGTH} characters"
+        )
     client = ApiClient(
         id=client_id, name=name, scopes=granted, created_at=clock(), created_by=actor
     )

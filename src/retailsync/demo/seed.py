@@ -16,8 +16,6 @@ Every seeding call looks before it writes, so seeding twice changes nothing.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -29,10 +27,9 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
-from retailsync.api.clients import HASH_SCHEME, KEY_PREFIX, api_key_pepper
+from retailsync.api.clients import KEY_PREFIX, api_key_pepper, create_api_client, parse_api_key
 from retailsync.api.scopes import Scope
 from retailsync.api.tables import api_clients
-from retailsync.audit import record_audit
 from retailsync.connectors.erp.adapter import TrytonErpAdapter
 from retailsync.connectors.shopify.config import ShopifySettings
 from retailsync.connectors.shopify.mapping import canonical_order
@@ -130,38 +127,21 @@ def demo_api_key(root: Path) -> tuple[str, str]:
 def ensure_demo_client(engine: Engine, root: Path, secret_key: SecretStr) -> str:
     """The demo's API key (every scope), creating its client once; audited like any client."""
     client_id, key = demo_api_key(root)
-    secret = key.rsplit("_", 1)[1]
     with engine.begin() as connection:
         exists = connection.execute(
             sa.select(api_clients.c.id).where(api_clients.c.id == client_id)
         ).first()
-        if exists is not None:
-            return key
-        pepper = api_key_pepper(secret_key)
-        digest = hmac.new(pepper, f"{client_id}:{secret}".encode(), hashlib.sha256).hexdigest()
-        now = datetime.now(UTC)
-        scopes = sorted(scope.value for scope in Scope)
-        connection.execute(
-            api_clients.insert().values(
-                id=client_id,
+        if exists is None:
+            create_api_client(
+                connection,
                 name=DEMO_CLIENT_NAME,
-                scopes=" ".join(scopes),
-                secret_hash=digest,
-                hash_scheme=HASH_SCHEME,
-                created_at=now,
-                created_by="retailsync demo",
+                scopes=list(Scope),
+                pepper=api_key_pepper(secret_key),
+                actor="retailsync demo",
+                correlation_id=None,
+                client_id=client_id,
+                secret=parse_api_key(key)[1],
             )
-        )
-        record_audit(
-            connection,
-            actor="retailsync demo",
-            action="api_client.created",
-            entity_kind="api_client",
-            entity_id=client_id,
-            before=None,
-            after={"id": client_id, "name": DEMO_CLIENT_NAME, "scopes": scopes},
-            correlation_id=None,
-        )
     return key
 
 

@@ -22,6 +22,8 @@ from governed_api_support import (
 )
 
 from retailsync.api.app import create_app
+from retailsync.api.clients import api_key_pepper, create_api_client
+from retailsync.api.scopes import Scope
 from retailsync.api.settings import AuthSettings
 from retailsync.bootstrap import Hub
 
@@ -97,6 +99,44 @@ def test_the_secret_is_stored_hashed_only(hub: Hub, admin_key: str) -> None:
         rows = connection.execute(sa.text("SELECT * FROM api_clients")).all()
     assert rows
     assert all(secret not in str(tuple(row)) for row in rows)
+
+
+def test_a_client_with_a_given_id_and_secret_is_issued_and_accepted(
+    hub: Hub, client: TestClient
+) -> None:
+    with hub.engine.begin() as connection:
+        issued = create_api_client(
+            connection,
+            name="stable deployment key",
+            scopes=[Scope.ADMIN],
+            pepper=api_key_pepper(hub.settings.secret_key),
+            actor="test:setup",
+            correlation_id=None,
+            client_id="a1b2c3d4e5f6",
+            secret="s" * 40,
+        )
+    assert issued.key == f"rsk_a1b2c3d4e5f6_{'s' * 40}"
+    assert client.get(CLIENTS, headers={"X-API-Key": issued.key}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret"),
+    [("bad_id", "s" * 40), ("ab", "s" * 40), ("a1b2c3d4", "short")],
+)
+def test_a_given_id_or_secret_that_would_not_parse_is_refused(
+    hub: Hub, client_id: str, secret: str
+) -> None:
+    with hub.engine.begin() as connection, pytest.raises(ValueError, match="API client id"):
+        create_api_client(
+            connection,
+            name="bad key",
+            scopes=[Scope.ADMIN],
+            pepper=api_key_pepper(hub.settings.secret_key),
+            actor="test:setup",
+            correlation_id=None,
+            client_id=client_id,
+            secret=secret,
+        )
 
 
 # --- OAuth2 client-credentials bearer tokens ---------------------------------------------
