@@ -23,7 +23,12 @@ from retailsync.config import DeploymentMode, Settings, get_settings
 from retailsync.connectors.webhook_protocol import WebhookReceiver
 from retailsync.db import create_engine_for, upgrade_database
 from retailsync.domain.events import CloudEvent
-from retailsync.observability.instrument import install_observability, traced_handler
+from retailsync.observability.correlation import CorrelatingPublisher
+from retailsync.observability.instrument import (
+    flush_trace_store,
+    install_observability,
+    traced_handler,
+)
 from retailsync.observability.logging import configure_logging, get_logger
 from retailsync.observability.monitor import SlaMonitor
 from retailsync.observability.settings import observability_settings
@@ -173,7 +178,8 @@ def _wire_erp(hub: Hub) -> None:
     hub.adapters["erp"] = adapter
     hub.adapters["erp_queries"] = TrytonErpQueries(adapter)
     hub.closers.append(client.aclose)
-    poller = ErpChangePoller(adapter, hub.engine, hub.bus)
+    # Changes the ERP reports join the trace of the order they are about.
+    poller = ErpChangePoller(adapter, hub.engine, CorrelatingPublisher(hub.bus))
 
     async def capture_erp_changes(stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -195,7 +201,7 @@ def _wire_service_desk(hub: Hub) -> None:
     from retailsync.connectors.zendesk.inbound import ZendeskWebhookReceiver
     from retailsync.connectors.zendesk.outbound import ZendeskServiceDesk
 
-    client = ZendeskClient(zendesk)
+    client = ZendeskClient(zendesk, downstream=hub.downstreams["service_desk"])
     hub.adapters["service_desk"] = ZendeskServiceDesk(client, zendesk, engine=hub.engine)
     hub.closers.append(client.aclose)
     receiver = ZendeskWebhookReceiver(zendesk, engine=hub.engine)
@@ -210,7 +216,7 @@ def _wire_warehouse(hub: Hub) -> None:
     from retailsync.connectors.wms.inbound import WmsWebhookReceiver
     from retailsync.connectors.wms.outbound import WmsWarehouse
 
-    client = WmsClient(wms)
+    client = WmsClient(wms, downstream=hub.downstreams["wms"])
     hub.adapters["warehouse"] = WmsWarehouse(client, wms)
     hub.closers.append(client.aclose)
     receiver = WmsWebhookReceiver(wms)
@@ -257,7 +263,9 @@ def _wire_batch(hub: Hub) -> None:
     def on_row_error(*args: Any, **kwargs: Any) -> None:
         record_intake_failure(engine, "batch", *args, **kwargs)
 
-    watcher = DropFolderWatcher(batch, engine=engine, publisher=hub.bus, on_row_error=on_row_error)
+    watcher = DropFolderWatcher(
+        batch, engine=engine, publisher=CorrelatingPublisher(hub.bus), on_row_error=on_row_error
+    )
     hub.background_jobs["csv-drop-folder"] = watcher.run
 
 
@@ -287,6 +295,7 @@ def bootstrap(
         # then the hub's own below.
         bus=create_bus(settings, health_probe=_breaker_probe(downstreams)),
     )
+    hub.closers.append(flush_trace_store)  # closers run last first: this one after the rest
     _wire_erp(hub)
     _wire_service_desk(hub)
     _wire_warehouse(hub)

@@ -45,7 +45,8 @@ from retailsync.connectors.webhook_protocol import (
     WebhookUnmappable,
 )
 from retailsync.db import metadata
-from retailsync.observability.instrument import record_inbound, with_correlation
+from retailsync.observability.correlation import correlate_events
+from retailsync.observability.instrument import record_inbound
 from retailsync.ports.publisher import EventPublisher
 
 __all__ = [
@@ -275,8 +276,9 @@ class _WebhookIngress:
                 {"status": DeliveryStatus.IGNORED.value, "delivery_id": delivery_id, "events": []}
             )
 
-        # Events the vendor sent without a correlation id join this request's trace.
-        events = with_correlation(events)
+        # Events the vendor sent without a correlation id join their order's trace when the
+        # hub already has one, else this request's.
+        events = await correlate_events(events)
         try:
             await self.publisher.publish(events)
         except Exception as error:

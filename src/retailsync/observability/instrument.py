@@ -9,7 +9,8 @@ logged and never fails the business call it describes.
 - outbound calls: ``async with observe_outbound("erp", "create_return"): await fn()`` (the
   resilience guard opens one per attempt, so every call through it is observed)
 - inbound messages: ``record_inbound("shopify", "orders/create", "accepted", events=...)``,
-  after ``with_correlation(events)`` stamped the request's correlation id on them
+  after :func:`~retailsync.observability.correlation.correlate_events` stamped their
+  correlation id on them
 """
 
 from __future__ import annotations
@@ -31,12 +32,21 @@ from retailsync.observability import metrics as hub_metrics
 from retailsync.observability.logging import get_logger
 from retailsync.observability.otel import SpanKind, hub_span, setup_tracing, tracing_enabled
 from retailsync.observability.settings import observability_settings
-from retailsync.observability.tracecontext import continue_trace, correlation_id
-from retailsync.observability.traces import HopKind, arecord_hop, ids_in, record_hop
+from retailsync.observability.tracecontext import continue_trace
+from retailsync.observability.traces import (
+    HopBuffer,
+    HopKind,
+    arecord_hop,
+    hop_row,
+    ids_in,
+    record_hop,
+    use_hop_buffer,
+)
 
 log = get_logger("retailsync.observability")
 
 _store: Engine | None = None
+_buffer: HopBuffer | None = None
 
 
 def install_observability(engine: Engine, settings: Any) -> hub_metrics.HubMetrics | None:
@@ -51,9 +61,23 @@ def install_observability(engine: Engine, settings: Any) -> hub_metrics.HubMetri
 
 
 def set_trace_store(engine: Engine | None) -> None:
-    """Where the helpers record hops (None: do not record)."""
-    global _store
+    """Where the helpers record hops (None: do not record).
+
+    Writes what the previous store's buffer still holds first, so switching off (shutdown,
+    the end of a test) loses nothing.
+    """
+    global _store, _buffer
+    if _buffer is not None:
+        _buffer.flush_now()
     _store = engine
+    _buffer = HopBuffer(engine) if engine is not None else None
+    use_hop_buffer(_buffer)
+
+
+async def flush_trace_store() -> None:
+    """Write the outbound hops still held in this process (call it at shutdown)."""
+    if _buffer is not None:
+        await _buffer.flush()
 
 
 def trace_store() -> Engine | None:
@@ -70,7 +94,7 @@ its ``connection`` is opened only when a hop is actually recorded."""
 
 
 async def _record(**hop: Any) -> None:
-    engine = _store
+    engine, buffer = _store, _buffer
     if engine is None:
         return
     try:
@@ -81,8 +105,15 @@ async def _record(**hop: Any) -> None:
             # Inside a bus delivery the hop commits with the delivery's inbox record: on
             # SQLite a second connection would wait for that transaction's write lock.
             record_hop(connection, **hop)
-        else:
+        elif buffer is None:
             await arecord_hop(engine, **hop)
+        elif hop["kind"] is HopKind.OUTBOUND_CALL:
+            # Calls are many (an ERP step makes ten): held and written together.
+            buffer.add(hop_row(**hop))
+        else:
+            # Inbound messages and steps are written now, with the calls held so far: a
+            # finished step commits together with the calls it made.
+            await buffer.write_with(hop_row(**hop))
     except sa.exc.SQLAlchemyError as exc:
         log.warning("trace hop not recorded", error=str(exc), operation=hop.get("operation"))
 
@@ -242,21 +273,6 @@ class observe_outbound:
 # --------------------------------------------------------------------------------------------
 # Inbound messages
 # --------------------------------------------------------------------------------------------
-
-
-def with_correlation(events: Sequence[CloudEvent]) -> list[CloudEvent]:
-    """``events``, those without a ``correlationid`` stamped with the current one.
-
-    Events that arrive with their own correlation id keep it; with no trace in progress the
-    events are returned unchanged.
-    """
-    correlation = correlation_id()
-    if correlation is None:
-        return list(events)
-    return [
-        event if event.correlationid else event.model_copy(update={"correlationid": correlation})
-        for event in events
-    ]
 
 
 def _field(event: CloudEvent | Mapping[str, Any], name: str) -> Any:

@@ -28,6 +28,7 @@ _ADDRESS_KEYS = re.compile(
     re.IGNORECASE,
 )
 _PII_KEYS = re.compile(r"^(email|phone|name|first_name|last_name|full_name)$", re.IGNORECASE)
+_ID_KEYS = re.compile(r"(^|_)id$", re.IGNORECASE)
 REDACTED = "[REDACTED]"
 MASKED = "[MASKED]"
 
@@ -39,13 +40,17 @@ def mask_text(text: str) -> str:
 
 
 def mask_value(key: str, value: Any) -> Any:
-    """Mask one log value according to its key and content."""
+    """Mask one log value according to its key and content.
+
+    An identifier (``id``, ``*_id``) is kept as it is: a UUID such as ``…-4204-9225-…``
+    would otherwise look like a phone number and be mangled.
+    """
     if _SECRET_KEYS.search(key):
         return REDACTED
     if _ADDRESS_KEYS.match(key) or _PII_KEYS.match(key):
         return MASKED if value not in (None, "") else value
     if isinstance(value, str):
-        return mask_text(value)
+        return value if _ID_KEYS.search(key) else mask_text(value)
     if isinstance(value, Mapping):
         return {k: mask_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):

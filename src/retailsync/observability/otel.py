@@ -165,6 +165,7 @@ def hub_span(
             trace_id=format(own.trace_id, "032x"),
             span_id=format(own.span_id, "016x"),
             flags=format(int(own.trace_flags), "02x"),
+            started_here=parent.started_here if parent is not None else True,
         )
     )
     try:

@@ -13,7 +13,7 @@ import random
 import re
 import secrets
 from contextvars import ContextVar, Token
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -23,11 +23,18 @@ _INVALID_SPAN_ID = "0" * 16
 
 @dataclass(frozen=True, slots=True)
 class TraceParent:
-    """One hop of a W3C trace: the trace id is shared, the span id is this hop's."""
+    """One hop of a W3C trace: the trace id is shared, the span id is this hop's.
+
+    ``started_here`` is True for a trace this process started because the work arrived
+    without one (no ``traceparent`` header): new work about an order the hub already traces
+    may then join that order's correlation instead (:mod:`~retailsync.observability.correlation`).
+    It is not part of the header and not compared.
+    """
 
     trace_id: str
     span_id: str
     flags: str = "01"
+    started_here: bool = field(default=False, compare=False)
 
     @classmethod
     def parse(cls, header: str | None) -> TraceParent | None:
@@ -44,11 +51,17 @@ class TraceParent:
 
     @classmethod
     def generate(cls) -> TraceParent:
-        return cls(trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8))
+        """A new trace, started by this process."""
+        return cls(trace_id=secrets.token_hex(16), span_id=secrets.token_hex(8), started_here=True)
 
     def child(self) -> TraceParent:
         """The same trace with a new span id (for the next hop)."""
-        return TraceParent(trace_id=self.trace_id, span_id=_span_id(), flags=self.flags)
+        return TraceParent(
+            trace_id=self.trace_id,
+            span_id=_span_id(),
+            flags=self.flags,
+            started_here=self.started_here,
+        )
 
     @property
     def header(self) -> str:
@@ -70,6 +83,17 @@ def correlation_id() -> str | None:
         return override
     trace = current_trace.get()
     return trace.trace_id if trace else None
+
+
+def caller_correlation_id() -> str | None:
+    """The correlation id the work in progress was handed (a ``traceparent`` the caller sent,
+    the event being handled, a workflow's), or None when this process started the trace
+    itself or there is none."""
+    override = current_correlation.get()
+    if override is not None:
+        return override
+    trace = current_trace.get()
+    return trace.trace_id if trace is not None and not trace.started_here else None
 
 
 def causation_id() -> str | None:

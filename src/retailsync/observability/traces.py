@@ -5,7 +5,8 @@ store does not already hold: an inbound message, a workflow step, an outbound ca
 exception, and events on a backend without a SQL event store (NATS). :func:`load_trace`
 merges those records with the bus's ``bus_events``, ``bus_exceptions`` and
 ``bus_exception_actions`` (when the tables exist) into one timeline, from the database only,
-so it reads the same after a restart.
+so it reads the same after a restart. Outbound calls made outside a bus delivery are held
+in a :class:`HopBuffer` and written many to a transaction (see its loss window).
 
 Ordering: by the hub's own clock (``at`` of a record, ``stored_at`` of an event, the time of
 an exception or action), then by kind (inbound, event, step, call, exception), then by
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from retailsync.observability.errors import TraceQueryInvalid
-from retailsync.observability.logging import mask_value
+from retailsync.observability.logging import get_logger, mask_value
 from retailsync.observability.tables import trace_records
 from retailsync.observability.tracecontext import (
     causation_id as current_causation_id,
@@ -38,6 +40,8 @@ from retailsync.observability.tracecontext import (
 from retailsync.observability.tracecontext import (
     normalise_correlation_id,
 )
+
+_log = get_logger("retailsync.observability")
 
 
 class HopKind(StrEnum):
@@ -69,6 +73,41 @@ def _insert(connection: Connection) -> Any:
     return sa.insert(trace_records)
 
 
+def hop_row(
+    *,
+    kind: HopKind | str,
+    system: str,
+    operation: str,
+    status: str,
+    correlation_id: str | None = None,
+    order_id: str | None = None,
+    case_id: str | None = None,
+    latency_ms: float | None = None,
+    attempt: int | None = None,
+    causation_id: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+    at: datetime | None = None,
+    hop_key: str | None = None,
+) -> dict[str, Any]:
+    """The ``trace_records`` row of one hop, its correlation and causation taken from the
+    current trace now (build it where the hop happens, write it later if need be)."""
+    return {
+        "correlation_id": normalise_correlation_id(correlation_id) or current_correlation_id(),
+        "order_id": order_id,
+        "case_id": case_id,
+        "kind": HopKind(kind).value,
+        "system": system,
+        "operation": operation,
+        "status": status,
+        "latency_ms": None if latency_ms is None else round(float(latency_ms), 3),
+        "attempt": attempt,
+        "causation_id": causation_id or current_causation_id(),
+        "hop_key": hop_key,
+        "detail": mask_value("detail", dict(detail or {})),
+        "at": utc(at) if at is not None else datetime.now(UTC),
+    }
+
+
 def record_hop(
     target: Engine | Connection,
     *,
@@ -94,21 +133,21 @@ def record_hop(
     replayed after a restart passes ``f"{workflow_id}:{step}"`` and is stored once.
     ``detail`` is masked like a log line (no PII, no secrets).
     """
-    row = {
-        "correlation_id": normalise_correlation_id(correlation_id) or current_correlation_id(),
-        "order_id": order_id,
-        "case_id": case_id,
-        "kind": HopKind(kind).value,
-        "system": system,
-        "operation": operation,
-        "status": status,
-        "latency_ms": None if latency_ms is None else round(float(latency_ms), 3),
-        "attempt": attempt,
-        "causation_id": causation_id or current_causation_id(),
-        "hop_key": hop_key,
-        "detail": mask_value("detail", dict(detail or {})),
-        "at": utc(at) if at is not None else datetime.now(UTC),
-    }
+    row = hop_row(
+        kind=kind,
+        system=system,
+        operation=operation,
+        status=status,
+        correlation_id=correlation_id,
+        order_id=order_id,
+        case_id=case_id,
+        latency_ms=latency_ms,
+        attempt=attempt,
+        causation_id=causation_id,
+        detail=detail,
+        at=at,
+        hop_key=hop_key,
+    )
     if isinstance(target, Engine):
         with target.begin() as connection:
             return _store(connection, row)
@@ -124,9 +163,111 @@ def _store(connection: Connection, row: dict[str, Any]) -> int | None:
     return None if seq is None else int(seq)
 
 
+def store_rows(connection: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Store many :func:`hop_row` rows in the caller's transaction (keyed ones idempotently)."""
+    plain = [row for row in rows if row["hop_key"] is None]
+    if plain:
+        connection.execute(sa.insert(trace_records), plain)
+    for row in rows:
+        if row["hop_key"] is not None:
+            _store(connection, row)
+
+
 async def arecord_hop(target: Engine, **hop: Any) -> int | None:
     """:func:`record_hop` from async code, off the event loop."""
     return await asyncio.to_thread(record_hop, target, **hop)
+
+
+class HopBuffer:
+    """Hops held briefly and written many to a transaction, instead of one commit each.
+
+    ``add`` keeps a row; the rows are written when ``max_rows`` are waiting, ``max_delay``
+    seconds after the first of them, with the next hop written directly (:meth:`write_with`,
+    e.g. a workflow step's own hop, so a step and the calls it made commit together), before
+    a trace is read in this process (:func:`load_trace`), and at :meth:`flush_now` (shutdown).
+    A crash loses what is waiting: at most ``max_delay`` seconds of hops.
+    """
+
+    def __init__(self, engine: Engine, *, max_rows: int = 256, max_delay: float = 0.5) -> None:
+        self.engine = engine
+        self.max_rows = max_rows
+        self.max_delay = max_delay
+        self._rows: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._timer: asyncio.TimerHandle | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Keep ``row`` for the next write (written at once when no event loop runs)."""
+        with self._lock:
+            self._rows.append(row)
+            waiting = len(self._rows)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush_now()
+            return
+        if waiting >= self.max_rows:
+            self._spawn_flush(loop)
+        elif self._timer is None:
+            self._timer = loop.call_later(self.max_delay, self._spawn_flush, loop)
+
+    def take(self) -> list[dict[str, Any]]:
+        """The rows waiting (and forget them: the caller writes them)."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        return rows
+
+    def _spawn_flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        task = loop.create_task(self.flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
+    async def flush(self) -> None:
+        rows = self.take()
+        if rows:
+            await asyncio.to_thread(self._write, rows)
+
+    def flush_now(self) -> None:
+        """Write what is waiting, from synchronous code (a trace read, shutdown)."""
+        rows = self.take()
+        if rows:
+            self._write(rows)
+
+    async def write_with(self, row: dict[str, Any]) -> None:
+        """Write ``row`` now, in one transaction with the rows waiting."""
+        rows = [*self.take(), row]
+        await asyncio.to_thread(self._write, rows)
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        try:
+            with self.engine.begin() as connection:
+                store_rows(connection, rows)
+        except sa.exc.SQLAlchemyError as exc:
+            _log.warning("trace hops not recorded", hops=len(rows), error=str(exc))
+
+
+_active_buffer: HopBuffer | None = None
+
+
+def use_hop_buffer(buffer: HopBuffer | None) -> None:
+    """The buffer :func:`load_trace` flushes before reading (the process's trace store)."""
+    global _active_buffer
+    _active_buffer = buffer
+
+
+def _flush_for(target: Engine | Connection) -> None:
+    buffer = _active_buffer
+    # Only for an engine: a caller's connection may hold a transaction the write would wait on.
+    if buffer is not None and isinstance(target, Engine) and target.url == buffer.engine.url:
+        buffer.flush_now()
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,6 +433,7 @@ def load_trace(
             "e.g. GET /v1/admin/traces?order=ord_01J...; got "
             f"{len(given)}"
         )
+    _flush_for(target)  # what this process observed so far is read too
     if isinstance(target, Engine):
         with target.connect() as connection:
             return _load(connection, order_id, case_id, correlation_id, limit)

@@ -17,6 +17,9 @@ from pydantic import BaseModel, Field
 from retailsync.api.auth import require_scope
 from retailsync.api.problems import ProblemError, problem_responses
 from retailsync.api.scopes import Principal, Scope
+from retailsync.domain.identifiers import EntityKind, is_valid_id
+from retailsync.observability.correlation import joined_correlation
+from retailsync.observability.instrument import record_inbound
 from retailsync.observability.tracecontext import normalise_correlation_id
 from retailsync.workflows.errors import NotAwaitingApproval, WorkflowNotFound
 from retailsync.workflows.process import ProcessKind, workflow_id_for
@@ -92,16 +95,35 @@ async def start(
 ) -> ProcessStarted:
     """Start a process; the same Idempotency-Key returns the same workflow."""
     _workflows_running()
+    arrived_at = datetime.now(UTC)
     workflow_id = workflow_id_for(kind, principal.client_id, _idempotency_key(request))
+    order_id = body.get("order_id")
+    order_id = (
+        order_id if isinstance(order_id, str) and is_valid_id(order_id, EntityKind.ORDER) else None
+    )
+    # The caller's trace, else the one the order's journey already has, else this request's.
+    correlation = normalise_correlation_id(
+        request.headers.get("traceparent")
+    ) or normalise_correlation_id(body.get("correlation_id"))
+    if correlation is None:
+        correlation = await joined_correlation(order_id=order_id)
     payload = {
-        "requested_at": datetime.now(UTC).isoformat(),
+        "requested_at": arrived_at.isoformat(),
         "requested_by": principal.name,
         **body,
-        "correlation_id": normalise_correlation_id(request.headers.get("traceparent"))
-        or normalise_correlation_id(body.get("correlation_id")),
+        "correlation_id": correlation,
     }
     _validate(kind, payload)
     created = await start_process(kind, workflow_id, payload)
+    await record_inbound(
+        "process-api",
+        f"start {kind}",
+        "accepted" if created else "duplicate",
+        correlation=correlation,
+        order_id=order_id,
+        detail={"workflow_id": workflow_id, "client": principal.name},
+        at=arrived_at,
+    )
     url = f"{request.url.path.rstrip('/')}/{workflow_id}"
     response.headers["Location"] = url
     return ProcessStarted(workflow_id=workflow_id, kind=kind, created=created, status_url=url)

@@ -246,8 +246,8 @@ async def test_metrics_exposition_has_every_series(
     assert breaker[(("downstream", "erp"),)] == 0
 
     stored = load_trace(hub.engine, order_id=journey.order_id)
-    step = next(e for e in stored.entries if e.kind.value == "workflow_step")
-    assert (step.operation, step.status, step.correlation_id) == (
+    first_step = next(e for e in stored.entries if e.kind.value == "workflow_step")
+    assert (first_step.operation, first_step.status, first_step.correlation_id) == (
         "service_refund.read_erp_order",
         "ok",
         TRACE,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -27,7 +28,8 @@ from retailsync.observability.testkit import RetailJourney
 from retailsync.observability.traces import HopKind, load_trace, record_hop
 from retailsync.resilience.errors import ValidationRejected
 
-TRACE = "0af7651916cd43dd8448eb211c80319c"
+TRACE = secrets.token_hex(16)
+"""This run's own trace id: the PostgreSQL database is shared with other test runs."""
 OPTIONS = BusOptions(poll_interval=0.01, lease_ttl=2.0, shards=4, auto_retry_interval=0.05)
 
 
@@ -41,9 +43,9 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def engine(database_url: str) -> sa.Engine:
+def engine(database_url: str) -> Iterator[sa.Engine]:
     engine = create_engine_for(database_url)
-    yield engine  # type: ignore[misc]
+    yield engine
     engine.dispose()
 
 

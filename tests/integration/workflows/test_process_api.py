@@ -250,3 +250,36 @@ async def test_fulfilment_starts_through_the_api_with_the_callers_trace_id(api) 
 
     state = await DBOS.get_event_async(started.json()["workflow_id"], STATE_EVENT, 0)
     assert state["correlation_id"] == trace
+
+
+async def test_a_process_runs_in_its_orders_trace_else_in_its_requests(api) -> None:
+    """Without a ``traceparent`` a process joins the trace its order already has; the first
+    one about an order runs in its own request's trace. Each start is an inbound hop."""
+    from dbos import DBOS
+
+    from retailsync.observability.instrument import trace_store
+    from retailsync.observability.traces import load_trace
+    from retailsync.workflows.process import STATE_EVENT
+
+    client, keys, _ledger = api
+    correlations = []
+    for key in ("first-refund", "second-refund"):
+        started = await client.post(
+            "/v1/process/refunds",
+            json=body("20.00", "MUG-1", 1),
+            headers={"X-API-Key": keys["agent"], "Idempotency-Key": key},
+        )
+        assert started.status_code == 202, started.text
+        state = await DBOS.get_event_async(started.json()["workflow_id"], STATE_EVENT, 5)
+        correlations.append((started.headers["x-correlation-id"], state["correlation_id"]))
+    (first_request, first_run), (second_request, second_run) = correlations
+    assert first_run == first_request  # nothing known yet: the request's own trace
+    assert second_run == first_run != second_request  # the order's trace
+    engine = trace_store()
+    assert engine is not None
+    inbound = [
+        (e.system, e.operation, e.status, e.correlation_id)
+        for e in load_trace(engine, order_id=ORDER).entries
+        if e.kind.value == "inbound"
+    ]
+    assert inbound == [("process-api", "start refunds", "accepted", first_run)] * 2

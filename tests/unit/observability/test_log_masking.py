@@ -48,3 +48,16 @@ def test_log_line_is_json_with_correlation_id_and_no_pii(
     assert "jane@shop.example" not in json.dumps(line)
     assert line["token"] == "[REDACTED]"
     assert line["level"] == "info"
+
+
+def test_identifiers_are_not_taken_for_phone_numbers() -> None:
+    from retailsync.observability.logging import mask_value
+
+    event = "2c668d70-e853-4204-9225-bc24cad189dd"
+    assert mask_value(
+        "detail", {"event_id": event, "id": event, "note": "call +44 20 7946 0958"}
+    ) == {
+        "event_id": event,
+        "id": event,
+        "note": "call ***58",
+    }

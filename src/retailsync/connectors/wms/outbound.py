@@ -46,6 +46,7 @@ class WmsWarehouse:
                 "lines": [{"sku": line.sku, "quantity": line.quantity} for line in lines],
             },
             idempotency_key=idempotency_key,
+            operation="expect return",
         )
         return str(body["expectation_id"])
 
@@ -55,12 +56,15 @@ class WmsWarehouse:
             f"/v1/pick-tasks/{task_id}/cancel",
             json={"reason": reason},
             idempotency_key=idempotency_key,
+            operation="cancel pick task",
         )
 
     async def iter_positions(
         self, *, sku: str | None = None, location: str | None = None
     ) -> AsyncIterator[InventoryPosition]:
-        async for item in self._client.iter_pages("/v1/inventory", _filters(sku, location)):
+        async for item in self._client.iter_pages(
+            "/v1/inventory", _filters(sku, location), operation="list inventory"
+        ):
             as_of = datetime.fromisoformat(item["as_of"])
             yield InventoryPosition(
                 sku=item["sku"],
@@ -76,7 +80,9 @@ class WmsWarehouse:
     async def iter_allocations(
         self, *, sku: str | None = None, location: str | None = None
     ) -> AsyncIterator[Allocation]:
-        async for item in self._client.iter_pages("/v1/allocations", _filters(sku, location)):
+        async for item in self._client.iter_pages(
+            "/v1/allocations", _filters(sku, location), operation="list allocations"
+        ):
             yield Allocation(
                 allocation_id=str(item["allocation_id"]),
                 order_reference=str(item["order_ref"]),

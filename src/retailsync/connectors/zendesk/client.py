@@ -5,6 +5,14 @@ cursor pagination with ``page[size]`` and ``links.next`` / ``meta.has_more``, an
 waiting the ``Retry-After`` seconds before the next call. Server errors and network failures
 are retried with exponential back-off and jitter, unless the caller says the call must not be
 repeated blindly (a comment could be added twice).
+
+Retries: given a :class:`~retailsync.resilience.guard.Downstream` (the hub's
+``service_desk`` downstream, as ``bootstrap`` wires it), every request runs under its shared
+policy — retries with jitter honouring ``Retry-After``, circuit breaker, rate limit, priority
+lanes — and each attempt is an observed outbound call (an ``outbound_call`` hop in the trace,
+latency and error metrics, a client span). Without one, a small built-in loop does the
+retrying with the connector's own ``max_attempts`` / ``backoff_seconds``. Either way the
+errors are this connector's (:mod:`~retailsync.connectors.zendesk.errors`).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import httpx
 
 from retailsync.connectors.zendesk.config import ZendeskSettings
 from retailsync.connectors.zendesk.errors import (
+    DOWNSTREAM,
     ZendeskApiError,
     ZendeskPayloadInvalid,
     ZendeskServerError,
@@ -27,7 +36,10 @@ from retailsync.connectors.zendesk.errors import (
     ZendeskUnavailable,
 )
 from retailsync.observability.otel import traceparent_hooks
-from retailsync.resilience.http import parse_retry_after
+from retailsync.resilience.errors import TransientError
+from retailsync.resilience.guard import Downstream
+from retailsync.resilience.http import error_for_status, parse_retry_after
+from retailsync.resilience.lanes import current_lane
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -49,9 +61,11 @@ class ZendeskClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        downstream: Downstream | None = None,
     ) -> None:
         self._settings = settings
         self._sleep = sleep
+        self.downstream = downstream
         self._http = httpx.AsyncClient(
             base_url=settings.api_root,
             auth=httpx.BasicAuth(f"{settings.email}/token", settings.api_token.get_secret_value()),
@@ -82,7 +96,7 @@ class ZendeskClient:
 
     async def get_ticket(self, ticket_id: int) -> dict[str, Any]:
         """``GET /api/v2/tickets/{id}.json`` -> the ticket object."""
-        body = await self._json("GET", f"/api/v2/tickets/{ticket_id}.json")
+        body = await self._json("GET", f"/api/v2/tickets/{ticket_id}.json", operation="show ticket")
         return _field(body, "ticket")
 
     async def get_ticket_and_users(
@@ -90,7 +104,10 @@ class ZendeskClient:
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The ticket with its users sideloaded (``?include=users``): requester name, email."""
         body = await self._json(
-            "GET", f"/api/v2/tickets/{ticket_id}.json", params={"include": "users"}
+            "GET",
+            f"/api/v2/tickets/{ticket_id}.json",
+            params={"include": "users"},
+            operation="show ticket",
         )
         users = body.get("users")
         return _field(body, "ticket"), users if isinstance(users, list) else []
@@ -108,13 +125,14 @@ class ZendeskClient:
             f"/api/v2/tickets/{ticket_id}.json",
             json={"ticket": changes},
             repeatable=repeatable,
+            operation="update ticket",
         )
         return _field(body, "ticket")
 
     async def iter_tickets(self, *, page_size: int | None = None) -> AsyncIterator[dict[str, Any]]:
         """Every ticket, following cursor pagination (``links.next`` while ``has_more``)."""
         size = page_size or self._settings.page_size
-        async for item in self._paginate("/api/v2/tickets.json", "tickets", size):
+        async for item in self._paginate("/api/v2/tickets.json", "tickets", size, "list tickets"):
             yield item
 
     async def iter_comments(
@@ -123,16 +141,18 @@ class ZendeskClient:
         """Every comment on a ticket, oldest first, following cursor pagination."""
         size = page_size or self._settings.page_size
         path = f"/api/v2/tickets/{ticket_id}/comments.json"
-        async for item in self._paginate(path, "comments", size):
+        async for item in self._paginate(path, "comments", size, "list comments"):
             yield item
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _paginate(self, path: str, key: str, size: int) -> AsyncIterator[dict[str, Any]]:
+    async def _paginate(
+        self, path: str, key: str, size: int, operation: str
+    ) -> AsyncIterator[dict[str, Any]]:
         url: str | None = path
         params: dict[str, Any] | None = {"page[size]": size}
         while url is not None:
-            body = await self._json("GET", url, params=params)
+            body = await self._json("GET", url, params=params, operation=operation)
             items = body.get(key)
             if not isinstance(items, list):
                 raise ZendeskPayloadInvalid(f"Zendesk GET {path} answered without a {key!r} list")
@@ -151,8 +171,16 @@ class ZendeskClient:
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
         repeatable: bool = True,
+        operation: str,
     ) -> dict[str, Any]:
-        response = await self._send(method, url, params=params, json=json, repeatable=repeatable)
+        if self.downstream is not None:
+            response = await self._send_guarded(
+                self.downstream, method, url, params, json, repeatable, operation
+            )
+        else:
+            response = await self._send(
+                method, url, params=params, json=json, repeatable=repeatable
+            )
         try:
             data = response.json()
         except ValueError as exc:
@@ -202,6 +230,56 @@ class ZendeskClient:
                 raise ZendeskApiError(method, url, status, response.text)
             return response
         raise ZendeskUnavailable(method, url, settings.max_attempts, last)
+
+    async def _send_guarded(
+        self,
+        downstream: Downstream,
+        method: str,
+        url: str,
+        params: dict[str, Any] | None,
+        json: dict[str, Any] | None,
+        repeatable: bool,
+        operation: str,
+    ) -> httpx.Response:
+        """One call under the downstream's policy; each attempt is one request."""
+        attempts = 0
+
+        async def once() -> httpx.Response:
+            nonlocal attempts
+            attempts += 1
+            self.calls += 1
+            response = await self._http.request(method, url, params=params, json=json)
+            self._note_rate_limit(response)
+            status = response.status_code
+            if status == 429 or status >= 500:
+                error = error_for_status(
+                    status,
+                    downstream=DOWNSTREAM,
+                    operation=operation,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                )
+                assert error is not None
+                raise error
+            if status == 404:
+                raise ZendeskTicketNotFound(method, url, status, response.text)
+            if status >= 400:
+                raise ZendeskApiError(method, url, status, response.text)
+            return response
+
+        try:
+            # A call that adds a comment is a write the guard must not repeat on its own.
+            return await downstream.call(
+                operation, once, lane=current_lane.get(), mutating=not repeatable
+            )
+        except TransientError as exc:
+            last = f"{type(exc).__name__}: {exc}"
+            if not repeatable:
+                raise ZendeskServerError(
+                    method, url, attempts, last, retry_after=exc.retry_after
+                ) from exc
+            raise ZendeskUnavailable(
+                method, url, attempts, last, retry_after=exc.retry_after
+            ) from exc
 
     def _note_rate_limit(self, response: httpx.Response) -> None:
         limit = _int_header(response, "X-Rate-Limit")
