@@ -277,7 +277,7 @@ async def run_load(
 async def bench(rate: float, seconds: float, orders: int) -> None:
     import uvicorn
 
-    from retailsync.api.app import create_app
+    from retailsync.api.app import create_app, freeze_startup_heap
     from retailsync.api.clients import api_key_pepper, create_api_client
     from retailsync.api.experience import order_360_service
     from retailsync.api.governance import Governance
@@ -362,6 +362,7 @@ async def bench(rate: float, seconds: float, orders: int) -> None:
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers no started event
         await asyncio.sleep(0.05)
+    freeze_startup_heap()  # as `retailsync serve` does once it has started
     base = f"http://127.0.0.1:{port}"
     order_paths = [f"/v1/experience/orders/{oid}" for oid in order_ids]
     results: dict[str, dict[str, Any]] = {}

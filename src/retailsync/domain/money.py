@@ -158,10 +158,15 @@ class Money(BaseModel):
     @classmethod
     def total(cls, amounts: Iterable[Money], currency: str) -> Money:
         """The sum of ``amounts`` (zero in ``currency`` when there are none)."""
-        result = cls.zero(currency)
+        check_currency(currency)
+        amount = Decimal(0)
         for item in amounts:
-            result = result + item
-        return result
+            if not isinstance(item, Money):
+                raise TypeError(f"cannot add Money and {type(item).__name__}")
+            if item.currency != currency:
+                raise CurrencyMismatch(currency, item.currency, "add")
+            amount += item.amount
+        return cls(amount=amount, currency=currency)
 
     # properties -----------------------------------------------------------------------------
 
