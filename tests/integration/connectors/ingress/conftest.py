@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from ingress_harness import Ingress, running_ingress
 
 from retailsync.connectors.stripe import StripeWebhookReceiver, load_stripe_settings
 from retailsync.sandbox.stripe import SANDBOX_WEBHOOK_SECRET
+from retailsync.testing.ingress import Ingress, running_ingress
 
 STRIPE_SETTINGS = load_stripe_settings(
     {"api_key": "sk_test_sandbox", "webhook_secret": SANDBOX_WEBHOOK_SECRET}

@@ -10,9 +10,9 @@ import uuid
 from typing import Any
 
 import httpx
-from ingress_harness import Ingress
 
 from retailsync.sandbox.stripe import SANDBOX_WEBHOOK_SECRET, sign_stripe_payload
+from retailsync.testing.ingress import Ingress
 
 
 def refund_event(

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from shopify_harness import Ingress, RunningShopify, running_ingress
+from shopify_harness import RunningShopify
 
 from retailsync.connectors.shopify import ShopifyWebhookReceiver
 from retailsync.connectors.shopify.mapping import canonical_order_id
@@ -24,6 +24,7 @@ from retailsync.domain.money import Money
 from retailsync.domain.orders import OrderStatus
 from retailsync.domain.returns import ReturnReason
 from retailsync.sandbox.shopify import sign_shopify_payload
+from retailsync.testing.ingress import Ingress, running_ingress
 
 LINES = [
     {"sku": "TSHIRT-M", "quantity": 2, "price": "19.90"},

@@ -8,10 +8,11 @@ from dataclasses import dataclass, field
 import pytest
 import stripe
 from fastapi import FastAPI, Request
-from stripe_harness import RunningStripe, wait_for
+from stripe_harness import RunningStripe
 
 from retailsync.sandbox.server import SandboxServer
 from retailsync.sandbox.stripe import SANDBOX_API_KEY, SANDBOX_WEBHOOK_SECRET
+from retailsync.testing.ingress import wait_for
 
 
 @pytest.fixture

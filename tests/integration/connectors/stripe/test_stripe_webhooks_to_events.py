@@ -8,12 +8,13 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from stripe_harness import Ingress, RunningStripe, running_ingress, wait_for
+from stripe_harness import RunningStripe
 
 from retailsync.connectors.stripe import StripePayments, StripeWebhookReceiver
 from retailsync.domain.catalogue import RefundCompleted, RefundFailed, parse_event
 from retailsync.domain.money import Money
 from retailsync.sandbox.stripe import sign_stripe_payload
+from retailsync.testing.ingress import Ingress, running_ingress, wait_for
 
 
 @pytest.fixture

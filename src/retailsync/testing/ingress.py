@@ -1,4 +1,9 @@
-"""Test harness: the webhook ingress on a loopback port over a real database, a list publisher."""
+"""For tests: the webhook ingress served on a loopback port over a real database.
+
+:func:`running_ingress` mounts ``POST /v1/webhooks/{connector}`` for the given receivers with a
+:class:`ListPublisher` in place of the event bus, so a test sees exactly what a delivery would
+have published; :func:`wait_for` polls a condition.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI
@@ -44,11 +50,11 @@ class Ingress:
     engine: sa.Engine
     unmappable: list[tuple[str, str, bytes, Exception]]
 
-    def rejections(self) -> list[sa.Row]:
+    def rejections(self) -> list[sa.Row[Any]]:
         with self.engine.connect() as connection:
             return list(connection.execute(sa.select(webhook_rejections)).all())
 
-    def deliveries(self) -> list[sa.Row]:
+    def deliveries(self) -> list[sa.Row[Any]]:
         with self.engine.connect() as connection:
             return list(connection.execute(sa.select(webhook_deliveries)).all())
 
