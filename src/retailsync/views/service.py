@@ -147,6 +147,7 @@ class Order360Service:
         self.policy = policy or FreshnessPolicy()
         self._clock = clock
         self._checks: dict[str, asyncio.Task[_Check]] = {}
+        self._check_started: dict[str, float] = {}
         self._failed_until: dict[str, float] = {}
 
     # --- reading --------------------------------------------------------------------------
@@ -219,17 +220,34 @@ class Order360Service:
     def _start_check(self, order_id: str, rows: Order360Rows | None) -> asyncio.Task[_Check]:
         task = asyncio.create_task(self._check(order_id, rows))
         self._checks[order_id] = task
-        task.add_done_callback(lambda _t: self._checks.pop(order_id, None))
+        self._check_started[order_id] = time.monotonic()
+
+        def forget(_task: asyncio.Task[_Check]) -> None:
+            self._checks.pop(order_id, None)
+            self._check_started.pop(order_id, None)
+
+        task.add_done_callback(forget)
         return task
 
     async def _shared_check(self, order_id: str, rows: Order360Rows | None) -> _Check:
-        """Wait for the order's check, ``check_timeout_seconds`` at most; it goes on after."""
+        """Wait for the order's check until ``check_timeout_seconds`` after it started.
+
+        Requests that join a check late wait only for what is left of that window, so while the
+        ERP is slow (or its rate limit spaces the checks out) one request per order waits, not
+        every one; the check goes on in the background either way.
+        """
         task = self._checks.get(order_id) or self._start_check(order_id, rows)
+        started = self._check_started.get(order_id, time.monotonic())
+        waited = self.policy.check_timeout_seconds
+        left = waited - (time.monotonic() - started)
         try:
-            async with asyncio.timeout(self.policy.check_timeout_seconds):
+            if task.done():
+                return task.result()
+            if left <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(left):
                 return await asyncio.shield(task)
         except TimeoutError:
-            waited = self.policy.check_timeout_seconds
             return _Check(
                 rows.erp_snapshot if rows is not None else None,
                 rows.erp_checked_at if rows is not None else None,

@@ -217,3 +217,33 @@ def test_a_recently_confirmed_order_is_answered_at_once_and_refreshed_behind(
         while len(erp.calls) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(erp.calls) == 2  # the background refresh asked the ERP
+
+
+def test_only_the_first_requests_wait_for_a_slow_check(
+    app: FastAPI, hub: Hub, agent: dict[str, str], story: OrderStory, erp: ScriptedErp
+) -> None:
+    """While the ERP is slow to confirm an order, a request that joins the check after its
+    waiting window is answered at once (stale), not after another full wait."""
+    from retailsync.api.experience import order_360_service
+
+    erp.mode, erp.delay = "slow", 2.0
+    hub.adapters["order360_freshness"] = FreshnessPolicy(check_timeout_seconds=0.3)
+    app.state.order360 = None
+    service = order_360_service(app)
+
+    async def timed() -> tuple[float, bool]:
+        started = time.perf_counter()
+        view = await service.answer(story.order.id)
+        return time.perf_counter() - started, view.stale
+
+    async def scenario() -> list[tuple[float, bool]]:
+        first = await timed()  # starts the check and waits out its window
+        await asyncio.sleep(0.1)
+        late = await timed()  # the same check is still under way
+        return [first, late]
+
+    (first_wait, first_stale), (late_wait, late_stale) = asyncio.run(scenario())
+    assert first_stale and late_stale
+    assert 0.25 <= first_wait < 1.0
+    assert late_wait < 0.1
+    assert len(erp.calls) == 1
