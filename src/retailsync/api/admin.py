@@ -120,9 +120,10 @@ def revoke_client(
     caller: CallerDep,
     reason: Annotated[str | None, Query(max_length=500)] = None,
 ) -> ApiClient:
-    with _governance(request).engine.begin() as connection:
+    governance = _governance(request)
+    with governance.engine.begin() as connection:
         try:
-            return revoke_api_client(
+            revoked = revoke_api_client(
                 connection,
                 client_id,
                 actor=caller.actor,
@@ -131,6 +132,8 @@ def revoke_client(
             )
         except UnknownApiClient as exc:
             raise _unknown_client(exc) from None
+    governance.forget_client(client_id)
+    return revoked
 
 
 @router.get("/audit", response_model=AuditPage, summary="Search the audit log, newest first")

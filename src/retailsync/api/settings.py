@@ -41,6 +41,10 @@ class AuthSettings(BaseModel):
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     #: The claim naming the calling client (``sub`` for most providers; ``azp``, ``cid``...).
     jwt_client_id_claim: str = "sub"
+    #: A verified API key is trusted this long without asking the database again. Revoking
+    #: through this process's API takes effect at once; a revocation made elsewhere (the CLI,
+    #: another process) within this many seconds. 0 checks every request against the database.
+    api_key_cache_seconds: float = Field(default=2.0, ge=0, le=60)
 
     @property
     def accepts_jwt(self) -> bool:

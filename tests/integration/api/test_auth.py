@@ -22,7 +22,7 @@ from governed_api_support import (
 )
 
 from retailsync.api.app import create_app
-from retailsync.api.clients import api_key_pepper, create_api_client
+from retailsync.api.clients import api_key_pepper, create_api_client, revoke_api_client
 from retailsync.api.scopes import Scope
 from retailsync.api.settings import AuthSettings
 from retailsync.bootstrap import Hub
@@ -89,6 +89,30 @@ def test_a_revoked_key_is_refused(client: TestClient, admin_key: str, issue_key:
     response = client.get(CLIENTS, headers={"X-API-Key": victim})
     assert response.status_code == 401
     assert "revoked" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("cache_seconds", [0.0, 2.0])
+def test_a_key_revoked_by_another_process_is_refused_within_the_cache_window(
+    hub: Hub,
+    build_governance: GovernanceFactory,
+    clock: ManualClock,
+    issue_key: IssueKey,
+    cache_seconds: float,
+) -> None:
+    app = create_app(
+        hub, governance=build_governance(auth=AuthSettings(api_key_cache_seconds=cache_seconds))
+    )
+    victim = issue_key("admin", name="leaked")
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get(CLIENTS, headers={"X-API-Key": victim}).status_code == 200
+        with hub.engine.begin() as connection:  # as `retailsync clients revoke` does
+            revoke_api_client(
+                connection, victim.split("_")[1], actor="cli", correlation_id=None, reason="leak"
+            )
+        still = client.get(CLIENTS, headers={"X-API-Key": victim}).status_code
+        assert still == (200 if cache_seconds else 401)
+        clock.advance(cache_seconds + 0.01)
+        assert client.get(CLIENTS, headers={"X-API-Key": victim}).status_code == 401
 
 
 def test_the_secret_is_stored_hashed_only(hub: Hub, admin_key: str) -> None:

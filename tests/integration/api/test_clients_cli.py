@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,12 @@ def test_create_prints_the_key_once_and_it_authenticates(cli_env: str) -> None:
         assert api.get("/v1/admin/clients", headers={"X-API-Key": key}).status_code == 200
         revoked = runner.invoke(clients_cli, ["revoke", client_id, "--reason", "rotated"])
         assert revoked.exit_code == 0, revoked.output
-        assert api.get("/v1/admin/clients", headers={"X-API-Key": key}).status_code == 401
+        # A running API trusts a verified key for auth.api_key_cache_seconds (2 s) at most.
+        window = hub.settings.auth.api_key_cache_seconds
+        deadline = time.monotonic() + window + 1.0
+        while api.get("/v1/admin/clients", headers={"X-API-Key": key}).status_code != 401:
+            assert time.monotonic() < deadline, f"the revoked key still works after {window}s"
+            time.sleep(0.1)
         with hub.engine.connect() as connection:
             entries = list_audit_entries(connection, AuditFilter(entity_id=client_id))
     finally:
