@@ -13,19 +13,12 @@ from typing import Any
 from dbos import DBOS
 from pydantic import BaseModel, Field
 
-from retailsync.domain.catalogue import (
-    CreditNotePosted,
-    RefundApproved,
-    RefundCompleted,
-    RefundFailed,
-    RefundRejected,
-    RefundRequested,
-)
+from retailsync.domain.catalogue import RefundApproved, RefundRequested
 from retailsync.domain.identifiers import EntityKind, is_valid_id
 from retailsync.domain.money import Money
 from retailsync.domain.policies import RefundFacts, Verdict, evaluate_refund
 from retailsync.domain.refunds import Refund, RefundStatus
-from retailsync.workflows import steps
+from retailsync.workflows import refunding, steps
 from retailsync.workflows.process import APPROVAL_TOPIC, ProcessKind, ProcessRun, now_iso
 from retailsync.workflows.runtime import current_runtime
 
@@ -61,12 +54,12 @@ class ServiceRefundRequest(BaseModel):
     correlation_id: str | None = None
 
 
-def _case_id(case_ref: str | None) -> str | None:
-    return case_ref if case_ref and is_valid_id(case_ref, EntityKind.CASE) else None
-
-
-def _ev(payload: Any) -> tuple[str, Json]:
-    return f"retailsync.{payload.event_name}", payload.model_dump(mode="json")
+REFUND_WORDING = refunding.RefundWording(
+    subject="Refund",
+    not_done="Refund not issued",
+    blocked="Refund blocked after the credit note was posted",
+    credit_note_undo="reverse them in the ERP or refund by hand",
+)
 
 
 @DBOS.workflow(name="service_refund")
@@ -81,32 +74,26 @@ async def service_refund(request: Json) -> Json:
         correlation_id=req.correlation_id or workflow_id,
         subject={"order_id": req.order_id, "refund_id": refund_id, "case_ref": req.case_ref},
     )
+    refund_run = refunding.RefundRun.of(run, req, REFUND_WORDING)
     policy = current_runtime().options.refund_policy
     amount = req.amount.money()
     await run.state("validating")
 
-    order = await run.run("read_erp_order", steps.read_erp_order, req.order_id)
-    if not order["ok"]:
-        return await _reject(run, req, refund_id, f"order: {order['failure']['message']}")
-    payment = await run.run("read_payment", steps.read_payment, req.payment_ref)
-    if not payment["ok"]:
-        return await _reject(run, req, refund_id, f"payment: {payment['failure']['message']}")
-
-    invoiced_at = order["value"]["invoiced_at"]
-    ordered_at = req.ordered_at or (
-        datetime.fromisoformat(invoiced_at) if invoiced_at else req.requested_at
-    )
+    read = await refund_run.read_order_and_payment()
+    if isinstance(read, refunding.ReadFailed):
+        return await refund_run.reject(read.reason)
+    order, payment = read.order, read.payment
     decision = evaluate_refund(
         policy,
         RefundFacts(
             amount=amount,
-            refundable=steps.money_of(payment["value"]["refundable"]),
-            payment_settled=payment["value"]["settled"],
-            ordered_at=ordered_at,
+            refundable=steps.money_of(payment["refundable"]),
+            payment_settled=payment["settled"],
+            ordered_at=refunding.order_placed_at(order, req.ordered_at, req.requested_at),
             requested_at=req.requested_at,
             requested_by=req.requested_by,
             fraud_flag=req.fraud_flag,
-            order_cancelled=order["value"]["status"] == "cancelled",
+            order_cancelled=order["status"] == "cancelled",
         ),
     )
     refund = Refund(
@@ -114,36 +101,35 @@ async def service_refund(request: Json) -> Json:
         amount=amount,
         reason=req.reason,
         order_id=req.order_id if is_valid_id(req.order_id, EntityKind.ORDER) else None,
-        case_id=_case_id(req.case_ref),
+        case_id=refunding.service_case_id(req.case_ref),
         requested_at=req.requested_at,
         requested_by=req.requested_by,
         status=RefundStatus.REQUESTED,
     )
-    await run.emit("emit_refund_requested", _ev(RefundRequested(refund=refund)))
+    await run.emit("emit_refund_requested", refunding.event_of(RefundRequested(refund=refund)))
     await run.state("evaluated", decision=decision.to_json())
 
     approver = "policy"
     if decision.verdict is Verdict.REJECT:
-        return await _reject(run, req, refund_id, "; ".join(decision.reasons), version=2)
+        return await refund_run.reject("; ".join(decision.reasons), event_version=2)
     if decision.verdict is Verdict.NEEDS_APPROVAL:
         answer = await _wait_for_approval(run, req, decision.reasons, policy)
         if answer is None:
-            return await _reject(
-                run,
-                req,
-                refund_id,
+            return await refund_run.reject(
                 "approval: nobody decided before the escalation expired",
-                by="timeout",
-                version=2,
+                rejected_by="timeout",
+                event_version=2,
             )
         if answer.get("decision") != "approve":
             reason = answer.get("reason") or "rejected by the approver"
-            return await _reject(run, req, refund_id, str(reason), by=answer.get("by"), version=2)
+            return await refund_run.reject(
+                str(reason), rejected_by=answer.get("by"), event_version=2
+            )
         approver = str(answer.get("by") or "approver")
 
     await run.emit(
         "emit_refund_approved",
-        _ev(
+        refunding.event_of(
             RefundApproved(
                 refund_id=refund_id,
                 version=2,
@@ -159,7 +145,7 @@ async def service_refund(request: Json) -> Json:
     rma = {
         "id": rma_id,
         "order_id": req.order_id,
-        "case_id": _case_id(req.case_ref),
+        "case_id": refunding.service_case_id(req.case_ref),
         "status": "authorized",
         "lines": [
             {"sku": line.sku, "quantity": line.quantity, "reason": "damaged"} for line in req.lines
@@ -167,112 +153,33 @@ async def service_refund(request: Json) -> Json:
         "requested_at": req.requested_at.isoformat(),
         "authorized_at": req.requested_at.isoformat(),
     }
-    created = await run.run(
-        "authorize_return_in_erp",
-        steps.authorize_return_in_erp,
-        run.key("authorize_return_in_erp"),
-        rma,
+    created = await refund_run.authorize_return(
+        rma, undo=f"the draft return {rma_id} in the ERP has no effect on money; close it"
     )
     if not created["ok"]:
-        return await _failed(run, req, refund_id, created["failure"])
-    run.on_failure_undo(
-        "erp_return", f"the draft return {rma_id} in the ERP has no effect on money; close it"
-    )
-    posted = await run.run(
-        "post_credit_note", steps.post_credit_note, run.key("post_credit_note"), rma_id
-    )
+        return await refund_run.fail(created["failure"])
+    posted = await refund_run.post_credit_note(reason=req.reason)
     if not posted["ok"]:
-        return await _failed(run, req, refund_id, posted["failure"])
-    credit = posted["value"]
-    credited = steps.money_of(credit["credited_total"]) if credit["credited_total"] else None
-    run.on_failure_undo(
-        "credit_note",
-        f"credit note(s) {[n['document'] for n in credit['credit_notes']]} for {rma_id} are "
-        "posted but the money did not go back: reverse them in the ERP or refund by hand",
-    )
-    await run.emit(
-        "emit_credit_note_posted",
-        *[
-            _ev(
-                CreditNotePosted(
-                    posting_id=note["id"],
-                    version=2,
-                    document_number=note["document"] or note["id"],
-                    order_id=refund.order_id,
-                    amount=steps.money_of(note["amount"]),
-                    posted_at=datetime.fromisoformat(now_iso()),
-                    refund_id=refund_id,
-                    rma_id=rma_id,
-                    reason=req.reason,
-                )
-            )
-            for note in credit["credit_notes"]
-            if note["status"] in {"posted", "settled"}
-        ],
-    )
+        return await refund_run.fail(posted["failure"])
+    credited_total = posted["value"]["credited_total"]
+    credited = steps.money_of(credited_total) if credited_total else None
     if credited is None or credited.currency != amount.currency or credited > amount:
-        return await _finance_exception(
-            run,
-            req,
-            refund_id,
-            {
-                "step": "post_credit_note",
-                "kind": "business",
-                "error": "CreditMismatch",
-                "code": "conflict",
-                "attempts": 1,
-                "message": f"the ERP credited {credited} but {amount} was approved; no money moved",
-            },
+        return await refund_run.finance_exception(
+            steps.conflict_found(
+                "post_credit_note",
+                "CreditMismatch",
+                f"the ERP credited {credited} but {amount} was approved; no money moved",
+            )
         )
 
-    paid = await run.run(
-        "issue_refund",
-        steps.issue_refund,
-        run.key("issue_refund"),
-        req.payment_ref,
-        steps.money_json(credited),
-        refund_id,
-        req.order_id,
-        req.reason,
-    )
-    if not paid["ok"]:
-        return await _finance_exception(run, req, refund_id, paid["failure"])
-    run.compensations.clear()
-
-    refund_ref = paid["value"]["refund_ref"]
-    await run.audit(
-        "audit_refund",
-        "refund.completed",
-        "refund",
-        refund_id,
-        {
-            "amount": steps.money_json(credited),
-            "refund_ref": refund_ref,
-            "rma_id": rma_id,
-            "approved_by": approver,
-        },
-    )
-    await run.note(
-        "note_case_refunded",
-        req.case_ref,
-        f"Refund of {credited} issued (payment service ref {refund_ref}); credit note posted "
-        f"in the ERP for {rma_id}. Approved by {approver}.",
-        status="solved",
-    )
-    await run.emit(
-        "emit_refund_completed",
-        _ev(
-            RefundCompleted(
-                refund_id=refund_id,
-                version=3,
-                amount=credited,
-                payment_reference=refund_ref,
-                completed_at=datetime.fromisoformat(now_iso()),
-            )
+    return await refund_run.pay_back(
+        credited,
+        reason=req.reason,
+        audited={"approved_by": approver},
+        case_note=lambda refund_ref: (
+            f"Refund of {credited} issued (payment service ref {refund_ref}); credit note "
+            f"posted in the ERP for {rma_id}. Approved by {approver}."
         ),
-    )
-    return await run.finish(
-        "completed", refund_ref=refund_ref, amount=steps.money_json(credited), rma_id=rma_id
     )
 
 
@@ -312,92 +219,3 @@ async def _wait_for_approval(
         APPROVAL_TOPIC, timeout_seconds=policy.escalation_timeout_seconds
     )
     return result
-
-
-async def _reject(
-    run: ProcessRun,
-    req: ServiceRefundRequest,
-    refund_id: str,
-    reason: str,
-    by: str | None = "policy",
-    version: int = 1,
-) -> Json:
-    """End without touching money: tell the case and emit ``refund.rejected``."""
-    await run.note("note_case_rejected", req.case_ref, f"Refund not issued: {reason}")
-    await run.emit(
-        "emit_refund_rejected",
-        _ev(
-            RefundRejected(
-                refund_id=refund_id,
-                version=version,
-                reason=reason[:200],
-                rejected_by=by,
-                rejected_at=datetime.fromisoformat(now_iso()),
-            )
-        ),
-    )
-    return await run.finish("rejected", reason=reason, rejected_by=by)
-
-
-async def _failed(
-    run: ProcessRun, req: ServiceRefundRequest, refund_id: str, failure: Json
-) -> Json:
-    """A step before any money or posted document failed permanently: undo and say so."""
-    compensation = await run.compensate()
-    await run.note(
-        "note_case_failed",
-        req.case_ref,
-        f"Refund could not be completed ({failure['step']}: {failure['message']}); no money moved.",
-    )
-    await run.emit(
-        "emit_refund_failed",
-        _ev(
-            RefundFailed(
-                refund_id=refund_id,
-                version=3,
-                reason=failure["message"][:4000],
-                retryable=failure["kind"] == "transient",
-                failed_at=datetime.fromisoformat(now_iso()),
-            )
-        ),
-    )
-    return await run.finish("failed", failure=failure, compensation_result=compensation)
-
-
-async def _finance_exception(
-    run: ProcessRun, req: ServiceRefundRequest, refund_id: str, failure: Json
-) -> Json:
-    """The credit note is posted but the money did not go back: a classified exception with
-    the whole trace, for finance to resolve. Never a silent half-state."""
-    compensation = await run.compensate()
-    await run.audit(
-        "audit_finance_exception",
-        "refund.finance_exception",
-        "refund",
-        refund_id,
-        {"failure": failure, "compensation": compensation},
-        reason=failure["message"],
-    )
-    await run.note(
-        "note_case_finance_exception",
-        req.case_ref,
-        f"Refund blocked after the credit note was posted ({failure['message']}); "
-        "finance has been asked to resolve it.",
-        status="on_hold",
-    )
-    await run.emit(
-        "emit_refund_failed",
-        _ev(
-            RefundFailed(
-                refund_id=refund_id,
-                version=3,
-                reason=failure["message"][:4000],
-                retryable=failure["kind"] == "transient",
-                failed_at=datetime.fromisoformat(now_iso()),
-            )
-        ),
-    )
-    return await run.finish(
-        "finance_exception",
-        exception={"class": "finance", "failure": failure, "compensation": compensation},
-    )

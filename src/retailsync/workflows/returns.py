@@ -19,16 +19,7 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 from pydantic import BaseModel, Field, ValidationError
 
-from retailsync.domain.catalogue import (
-    CreditNotePosted,
-    RefundCompleted,
-    RefundFailed,
-    RefundRejected,
-    ReturnAuthorized,
-    ReturnInspected,
-    ReturnReceived,
-)
-from retailsync.domain.identifiers import EntityKind, is_valid_id
+from retailsync.domain.catalogue import ReturnAuthorized, ReturnInspected, ReturnReceived
 from retailsync.domain.inventory import AdjustmentReason
 from retailsync.domain.policies import (
     Disposition,
@@ -39,7 +30,7 @@ from retailsync.domain.policies import (
     settle_return_lines,
 )
 from retailsync.domain.returns import InspectionOutcome, ReturnReason
-from retailsync.workflows import steps
+from retailsync.workflows import refunding, steps
 from retailsync.workflows.errors import InvalidWarehouseReceipt, NoReturnAwaitingReceipt
 from retailsync.workflows.process import ProcessKind, ProcessRun, now_iso
 from retailsync.workflows.runtime import current_runtime
@@ -80,12 +71,12 @@ def receipt_mailbox_id(return_id: str) -> str:
     return f"return-receipt-{return_id}"
 
 
-def _ev(payload: Any) -> tuple[str, Json]:
-    return f"retailsync.{payload.event_name}", payload.model_dump(mode="json")
-
-
-def _case_id(case_ref: str | None) -> str | None:
-    return case_ref if case_ref and is_valid_id(case_ref, EntityKind.CASE) else None
+RETURN_WORDING = refunding.RefundWording(
+    subject="Return",
+    not_done="Return not authorized",
+    blocked="Return received but the refund is blocked",
+    credit_note_undo="refund by hand or reverse them in the ERP",
+)
 
 
 # --- the warehouse receipt mailbox ---------------------------------------------------------
@@ -176,31 +167,28 @@ async def return_to_refund(request: Json) -> Json:
             "case_ref": req.case_ref,
         },
     )
+    refund_run = refunding.RefundRun.of(run, req, RETURN_WORDING)
     policy = current_runtime().options.return_policy
     await run.state("checking_eligibility")
 
-    order = await run.run("read_erp_order", steps.read_erp_order, req.order_id)
-    if not order["ok"]:
-        return await _reject(run, req, refund_id, f"order: {order['failure']['message']}")
-    payment = await run.run("read_payment", steps.read_payment, req.payment_ref)
-    if not payment["ok"]:
-        return await _reject(run, req, refund_id, f"payment: {payment['failure']['message']}")
-    invoiced_at = order["value"]["invoiced_at"]
+    read = await refund_run.read_order_and_payment()
+    if isinstance(read, refunding.ReadFailed):
+        return await refund_run.reject(read.reason)
+    order, payment = read.order, read.payment
     decision = evaluate_return(
         policy,
         ReturnFacts(
-            ordered_at=req.ordered_at
-            or (datetime.fromisoformat(invoiced_at) if invoiced_at else req.requested_at),
+            ordered_at=refunding.order_placed_at(order, req.ordered_at, req.requested_at),
             requested_at=req.requested_at,
             lines=[(line.sku, line.quantity) for line in req.lines],
-            ordered_quantities=order["value"]["shipped_quantities"],
+            ordered_quantities=order["shipped_quantities"],
         ),
     )
     reasons = list(decision.reasons)
-    if not payment["value"]["settled"]:
+    if not payment["settled"]:
         reasons.append("payment: the payment is not settled, so there is nothing to refund")
-    if decision.verdict is Verdict.REJECT or not payment["value"]["settled"]:
-        return await _reject(run, req, refund_id, "; ".join(r for r in reasons if r))
+    if decision.verdict is Verdict.REJECT or not payment["settled"]:
+        return await refund_run.reject("; ".join(r for r in reasons if r))
     await run.state("eligible", decision=decision.to_json())
 
     # Authorize: the ERP records the return and its draft credit note, the warehouse expects it.
@@ -209,7 +197,7 @@ async def return_to_refund(request: Json) -> Json:
         "id": rma_id,
         "order_id": req.order_id,
         "customer_id": req.customer_id,
-        "case_id": _case_id(req.case_ref),
+        "case_id": refunding.service_case_id(req.case_ref),
         "status": "authorized",
         "lines": [
             {"sku": line.sku, "quantity": line.quantity, "reason": line.reason.value}
@@ -218,17 +206,11 @@ async def return_to_refund(request: Json) -> Json:
         "requested_at": req.requested_at.isoformat(),
         "authorized_at": authorized_at,
     }
-    created = await run.run(
-        "authorize_return_in_erp",
-        steps.authorize_return_in_erp,
-        run.key("authorize_return_in_erp"),
-        rma,
+    created = await refund_run.authorize_return(
+        rma, undo=f"the return {rma_id} in the ERP is authorized but never settled; close it"
     )
     if not created["ok"]:
-        return await _failed(run, req, refund_id, created["failure"])
-    run.on_failure_undo(
-        "erp_return", f"the return {rma_id} in the ERP is authorized but never settled; close it"
-    )
+        return await refund_run.fail(created["failure"])
     with SetWorkflowID(receipt_mailbox_id(rma_id)):
         mailbox = await DBOS.start_workflow_async(
             await_warehouse_receipt, policy.receipt_timeout_seconds
@@ -244,10 +226,10 @@ async def return_to_refund(request: Json) -> Json:
         lines_json,
     )
     if not expected["ok"]:
-        return await _failed(run, req, refund_id, expected["failure"])
+        return await refund_run.fail(expected["failure"])
     await run.emit(
         "emit_return_authorized",
-        _ev(
+        refunding.event_of(
             ReturnAuthorized(
                 rma_id=rma_id,
                 order_id=req.order_id,
@@ -292,12 +274,12 @@ async def return_to_refund(request: Json) -> Json:
         rma_id,
     )
     if not booked["ok"]:
-        return await _failed(run, req, refund_id, booked["failure"])
+        return await refund_run.fail(booked["failure"])
     for line in settlement:
         if line.removed:
             outcome = await _take_out_of_stock(run, req, rma_id, line)
             if not outcome["ok"]:
-                return await _failed(run, req, refund_id, outcome["failure"])
+                return await refund_run.fail(outcome["failure"])
     await run.state("restocked", stock=_stock_summary(settlement))
 
     credited_units = {line.sku: line.credited for line in settlement}
@@ -310,102 +292,34 @@ async def return_to_refund(request: Json) -> Json:
             credited_units,
         )
         if not settled["ok"]:
-            return await _finance_exception(run, req, refund_id, settled["failure"])
+            return await refund_run.finance_exception(settled["failure"])
     if not any(credited_units.values()):
         return await _closed_without_refund(run, req, settlement)
 
-    posted = await run.run(
-        "post_credit_note", steps.post_credit_note, run.key("post_credit_note"), rma_id
-    )
+    posted = await refund_run.post_credit_note(reason="return")
     if not posted["ok"]:
-        return await _failed(run, req, refund_id, posted["failure"])
+        return await refund_run.fail(posted["failure"])
     credit = posted["value"]
-    run.on_failure_undo(
-        "credit_note",
-        f"credit note(s) {[n['document'] for n in credit['credit_notes']]} for {rma_id} are "
-        "posted but the money did not go back: refund by hand or reverse them in the ERP",
-    )
-    await run.emit(
-        "emit_credit_note_posted",
-        *[
-            _ev(
-                CreditNotePosted(
-                    posting_id=note["id"],
-                    version=2,
-                    document_number=note["document"] or note["id"],
-                    order_id=req.order_id if is_valid_id(req.order_id, EntityKind.ORDER) else None,
-                    amount=steps.money_of(note["amount"]),
-                    posted_at=datetime.fromisoformat(now_iso()),
-                    refund_id=refund_id,
-                    rma_id=rma_id,
-                    reason="return",
-                )
-            )
-            for note in credit["credit_notes"]
-            if note["status"] in {"posted", "settled"}
-        ],
-    )
     if credit["credited_total"] is None:
-        return await _finance_exception(
-            run,
-            req,
-            refund_id,
-            _failure("post_credit_note", f"the ERP shows no posted credit note for {rma_id}"),
+        return await refund_run.finance_exception(
+            steps.conflict_found(
+                "post_credit_note",
+                "ReturnNotSettled",
+                f"the ERP shows no posted credit note for {rma_id}",
+            )
         )
     credited = steps.money_of(credit["credited_total"])
 
-    paid = await run.run(
-        "issue_refund",
-        steps.issue_refund,
-        run.key("issue_refund"),
-        req.payment_ref,
-        steps.money_json(credited),
-        refund_id,
-        req.order_id,
-        "return",
-    )
-    if not paid["ok"]:
-        return await _finance_exception(run, req, refund_id, paid["failure"])
-    run.compensations.clear()
-    refund_ref = paid["value"]["refund_ref"]
-    await run.audit(
-        "audit_refund",
-        "refund.completed",
-        "refund",
-        refund_id,
-        {
-            "amount": steps.money_json(credited),
-            "refund_ref": refund_ref,
-            "rma_id": rma_id,
-            "lines": [line.to_json() for line in settlement],
-        },
-    )
-    await run.note(
-        "note_case_refunded",
-        req.case_ref,
-        f"Return {rma_id} inspected: "
-        + "; ".join(_describe(line) for line in settlement)
-        + f". Refund of {credited} issued (payment service ref {refund_ref}); credit note "
-        "posted in the ERP.",
-        status="solved",
-    )
-    await run.emit(
-        "emit_refund_completed",
-        _ev(
-            RefundCompleted(
-                refund_id=refund_id,
-                version=3,
-                amount=credited,
-                payment_reference=refund_ref,
-                completed_at=datetime.fromisoformat(now_iso()),
-            )
+    return await refund_run.pay_back(
+        credited,
+        reason="return",
+        audited={"lines": [line.to_json() for line in settlement]},
+        case_note=lambda refund_ref: (
+            f"Return {rma_id} inspected: "
+            + "; ".join(_describe(line) for line in settlement)
+            + f". Refund of {credited} issued (payment service ref {refund_ref}); credit note "
+            "posted in the ERP."
         ),
-    )
-    return await run.finish(
-        "completed",
-        refund_ref=refund_ref,
-        amount=steps.money_json(credited),
-        rma_id=rma_id,
         credit_notes=[n["document"] for n in credit["credit_notes"]],
     )
 
@@ -489,35 +403,6 @@ def _describe(line: LineSettlement) -> str:
     return ", ".join(parts)
 
 
-def _failure(step: str, message: str, kind: str = "business") -> Json:
-    return {
-        "step": step,
-        "kind": kind,
-        "error": "ReturnNotSettled",
-        "code": "conflict",
-        "attempts": 1,
-        "message": message,
-    }
-
-
-async def _reject(run: ProcessRun, req: ReturnToRefundRequest, refund_id: str, reason: str) -> Json:
-    """Not eligible: nothing was authorized anywhere; tell the case."""
-    await run.note("note_case_rejected", req.case_ref, f"Return not authorized: {reason}")
-    await run.emit(
-        "emit_refund_rejected",
-        _ev(
-            RefundRejected(
-                refund_id=refund_id,
-                version=1,
-                reason=reason[:200],
-                rejected_by="policy",
-                rejected_at=datetime.fromisoformat(now_iso()),
-            )
-        ),
-    )
-    return await run.finish("rejected", reason=reason, rejected_by="policy")
-
-
 async def _expired(
     run: ProcessRun, req: ReturnToRefundRequest, refund_id: str, *, received: bool
 ) -> Json:
@@ -545,66 +430,3 @@ async def _closed_without_refund(
         status="solved",
     )
     return await run.finish("closed_without_refund", lines=[x.to_json() for x in settlement])
-
-
-async def _failed(
-    run: ProcessRun, req: ReturnToRefundRequest, refund_id: str, failure: Json
-) -> Json:
-    """A permanent failure before any money moved: undo what can be undone and say so."""
-    compensation = await run.compensate()
-    await run.note(
-        "note_case_failed",
-        req.case_ref,
-        f"Return could not be completed ({failure['step']}: {failure['message']}); no money moved.",
-    )
-    await run.emit(
-        "emit_refund_failed",
-        _ev(
-            RefundFailed(
-                refund_id=refund_id,
-                version=3,
-                reason=failure["message"][:4000],
-                retryable=failure["kind"] == "transient",
-                failed_at=datetime.fromisoformat(now_iso()),
-            )
-        ),
-    )
-    return await run.finish("failed", failure=failure, compensation_result=compensation)
-
-
-async def _finance_exception(
-    run: ProcessRun, req: ReturnToRefundRequest, refund_id: str, failure: Json
-) -> Json:
-    """Goods are back but the money cannot follow automatically: finance resolves it."""
-    compensation = await run.compensate()
-    await run.audit(
-        "audit_finance_exception",
-        "refund.finance_exception",
-        "refund",
-        refund_id,
-        {"failure": failure, "compensation": compensation},
-        reason=failure["message"],
-    )
-    await run.note(
-        "note_case_finance_exception",
-        req.case_ref,
-        f"Return received but the refund is blocked ({failure['message']}); finance has "
-        "been asked to resolve it.",
-        status="on_hold",
-    )
-    await run.emit(
-        "emit_refund_failed",
-        _ev(
-            RefundFailed(
-                refund_id=refund_id,
-                version=3,
-                reason=failure["message"][:4000],
-                retryable=failure["kind"] == "transient",
-                failed_at=datetime.fromisoformat(now_iso()),
-            )
-        ),
-    )
-    return await run.finish(
-        "finance_exception",
-        exception={"class": "finance", "failure": failure, "compensation": compensation},
-    )

@@ -137,6 +137,19 @@ def failure_of(exc: BaseException, step: str, attempts: int) -> Json:
     }
 
 
+def conflict_found(step: str, error: str, message: str) -> Json:
+    """A business failure the workflow itself finds in what ``step`` answered (nothing was
+    raised, nothing to retry), shaped like :func:`failure_of`'s."""
+    return {
+        "step": step,
+        "kind": "business",
+        "error": error,
+        "code": "conflict",
+        "attempts": 1,
+        "message": message,
+    }
+
+
 def ok(value: Any = None) -> Json:
     return {"ok": True, "value": value}
 
