@@ -5,6 +5,13 @@ inserts the idempotent-consumer record (``bus_inbox``); a second delivery of the
 the same subscriber finds the record and skips the handler, and two concurrent deliveries
 serialize on the record's primary key. Effects a handler writes through ``ctx.connection``
 commit or roll back with that record, so they are applied exactly once.
+
+Live delivery goes through :meth:`Consumer.deliver_batch` (both backends): one statement
+claims the inbox records of a whole batch, handlers run one after another in the batch's
+order, each handler's SQL effects in a savepoint opened only when it first touches
+``ctx.connection``, and one statement gives back the records of events that failed or were
+held back. The per-batch statements go straight to the driver (no SQLAlchemy parameter
+processing per row), see :mod:`retailsync.bus.driver`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from retailsync.bus import driver
 from retailsync.bus import tables as t
 from retailsync.bus.backend import (
     AttemptRecord,
@@ -85,6 +93,7 @@ class DeliveryStatus(StrEnum):
     DUPLICATE = "duplicate"  # the inbox already had it: handler not called
     STALE = "stale"  # handler ran, saw an older entity version and skipped it
     FAILED = "failed"
+    HELD = "held"  # deliver_batch: its key is blocked (parked); handler not called
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +122,15 @@ class SqlDeliveryContext:
         attempt: int,
         forced: bool,
         replay: bool,
-        isolated: bool = True,
+        savepoints: driver.HandlerSavepoints | None = None,
     ) -> None:
-        """``isolated`` False: open a savepoint on first use of the connection, so a handler
-        that never touches SQL costs no savepoint (see :meth:`finish`)."""
+        """With ``savepoints`` (a batch): open a savepoint on first use of the connection, so
+        a handler that never touches SQL costs none (see :meth:`finish`). Without: the
+        caller isolates the delivery itself."""
         self._connection = connection
-        self._isolated = isolated
-        self._savepoint: sa.NestedTransaction | None = None
+        self._savepoints = savepoints
+        self._savepoint: Any = None
+        self._in_savepoint = False
         self._subscriber = subscriber
         self._event = event
         self._sequence = sequence
@@ -150,8 +161,9 @@ class SqlDeliveryContext:
 
     @property
     def connection(self) -> sa.Connection:
-        if not self._isolated and self._savepoint is None:
-            self._savepoint = self._connection.begin_nested()
+        if self._savepoints is not None and not self._in_savepoint:
+            self._savepoint = self._savepoints.begin()
+            self._in_savepoint = True
         return self._connection
 
     @property
@@ -159,13 +171,10 @@ class SqlDeliveryContext:
         return self._event
 
     def finish(self, success: bool) -> None:
-        """Release (success) or roll back the lazily opened savepoint, if any."""
-        savepoint, self._savepoint = self._savepoint, None
-        if savepoint is not None and savepoint.is_active:
-            if success:
-                savepoint.commit()
-            else:
-                savepoint.rollback()
+        """Keep (success) or roll back the effects in the lazily opened savepoint, if any."""
+        if self._savepoints is not None and self._in_savepoint:
+            self._in_savepoint = False
+            self._savepoints.end(self._savepoint, success)
 
     @property
     def idempotency_key(self) -> str:
@@ -200,12 +209,207 @@ class SqlDeliveryContext:
         return applied
 
 
+INBOX_COLUMNS: driver.Columns = (
+    ("subscriber", "varchar"),
+    ("dedup_hash", "varchar"),
+    ("sequence", "bigint"),
+    ("outcome", "varchar"),
+    ("attempt", "integer"),
+    ("handled_at", "timestamptz"),
+)
+_CLAIM = "ON CONFLICT (subscriber, dedup_hash) DO NOTHING"
+_CLAIM_RETURNING = f"{_CLAIM} RETURNING subscriber, dedup_hash"
+_CLAIM_SAVEPOINT = "retailsync_claim"
+_CLAIM_IN_THREAD = 100  # records: claim bigger batches in a worker thread
+
+
+def claim_inbox(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> set[tuple[str, str]]:
+    """Insert inbox records (tuples in :data:`INBOX_COLUMNS` order, ``handled_at`` converted
+    with :func:`retailsync.bus.driver.db_datetime`) in one statement; returns the
+    (subscriber, dedup hash) pairs inserted now — the others were recorded before.
+
+    SQLite first tries without ``RETURNING`` inside a savepoint: when every row went in (the
+    usual case: records exist ahead of live delivery only after a replay) all are claimed;
+    otherwise it rolls back to the savepoint and inserts again with ``RETURNING``.
+    """
+    if not rows:
+        return set()
+    if not driver.is_postgres(conn):
+        driver.execute(conn, f"SAVEPOINT {_CLAIM_SAVEPOINT}")
+        inserted = driver.sqlite_insert_count(conn, t.inbox.name, INBOX_COLUMNS, rows, _CLAIM)
+        if inserted == len(rows):
+            driver.execute(conn, f"RELEASE SAVEPOINT {_CLAIM_SAVEPOINT}")
+            return {(str(row[0]), str(row[1])) for row in rows}
+        driver.execute(conn, f"ROLLBACK TO SAVEPOINT {_CLAIM_SAVEPOINT}")
+        driver.execute(conn, f"RELEASE SAVEPOINT {_CLAIM_SAVEPOINT}")
+    found = driver.insert_rows(conn, t.inbox.name, INBOX_COLUMNS, rows, _CLAIM_RETURNING)
+    return {(str(row[0]), str(row[1])) for row in found}
+
+
+def release_inbox(conn: sa.Connection, records: Sequence[tuple[str, str]]) -> None:
+    """Delete the inbox records (subscriber, dedup hash) of this transaction's failed or
+    held-back deliveries."""
+    mark = driver.placeholder(conn)
+    driver.executemany(
+        conn,
+        f"DELETE FROM {t.inbox.name} WHERE subscriber = {mark} AND dedup_hash = {mark}",
+        records,
+    )
+
+
+def mark_inbox(conn: sa.Connection, records: Sequence[tuple[str, str]], outcome: str) -> None:
+    mark = driver.placeholder(conn)
+    driver.executemany(
+        conn,
+        f"UPDATE {t.inbox.name} SET outcome = {mark} "
+        f"WHERE subscriber = {mark} AND dedup_hash = {mark}",
+        [(outcome, subscriber, digest) for subscriber, digest in records],
+    )
+
+
+@dataclass(slots=True, eq=False)
+class BatchItem:
+    """One event of a :meth:`Consumer.deliver_batch` batch, and what happened to it.
+
+    ``key`` is the partition key: order is kept per (subscription, key), a failure that
+    blocks the key holds back the key's later events of the batch; ``partition`` is the
+    backend's shard (SQL) or partition (JetStream) of the key. ``status``, ``error``
+    and ``classification`` are filled in by ``deliver_batch``.
+    """
+
+    subscription: Subscription
+    stored: StoredEvent
+    key: str
+    attempt: int = 1
+    partition: int = 0  # the backend's shard / partition of ``key`` (for parking)
+    status: DeliveryStatus | None = None
+    error: BaseException | None = None
+    classification: Classification | None = None
+
+
+FailureHook = Callable[[sa.Connection, BatchItem], bool]
+"""Called in the batch's transaction for an item whose handler raised (its SQL effects are
+rolled back, ``error`` and ``classification`` are set); parks it or records the exception and
+returns True when its key is now blocked (later events of the key in the batch are HELD)."""
+
+
 class Consumer:
     """Runs handlers under the inbox; records exhausted deliveries as exception entries."""
 
     def __init__(self, engine: sa.Engine, options: BusOptions) -> None:
         self.engine = engine
         self.options = options
+
+    async def deliver_batch(
+        self,
+        conn: sa.Connection,
+        items: Sequence[BatchItem],
+        *,
+        blocked: set[tuple[str, str]],
+        on_failure: FailureHook,
+        claim_off_loop: bool | None = None,
+    ) -> None:
+        """Deliver ``items`` in order inside ``conn``'s open transaction (live delivery).
+
+        One statement claims the inbox records of every item whose (subscription name, key)
+        is not in ``blocked``; an item not claimed was handled before (a replay ran ahead, a
+        redelivery after the transaction committed) and becomes DUPLICATE without a handler
+        call. Handlers run one after another; the SQL effects of each sit in a savepoint
+        opened on its first use of ``ctx.connection`` and rolled back when it raises. Items
+        of a blocked key become HELD (``blocked`` grows when ``on_failure`` says so). The
+        records of FAILED and HELD items are deleted again before this returns, so they
+        commit only for events whose handler succeeded. ``claim_off_loop``: run the claim in
+        a worker thread (default: for batches of 100 events or more).
+        """
+        if not items:
+            return
+        stamp = driver.db_datetime(conn, utcnow())
+        handled = DeliveryStatus.HANDLED.value
+        digests = [dedup_hash(item.stored.event) for item in items]
+        claims = [
+            (item.subscription.name, digest, item.stored.sequence, handled, item.attempt, stamp)
+            for item, digest in zip(items, digests, strict=True)
+            if (item.subscription.name, item.key) not in blocked
+        ]
+        if claim_off_loop is None:
+            claim_off_loop = len(claims) >= _CLAIM_IN_THREAD
+        if claim_off_loop and claims:
+            # other tasks of the event loop run while the database works
+            claimed = await driver.off_loop(claim_inbox, conn, claims)
+        else:  # a round trip: less than handing it to a thread and back
+            claimed = claim_inbox(conn, claims) if claims else set()
+        release: list[tuple[str, str]] = []
+        stale: list[tuple[str, str]] = []
+        savepoints = driver.HandlerSavepoints(conn)
+        for item, digest in zip(items, digests, strict=True):
+            name = item.subscription.name
+            record = (name, digest)
+            if (name, item.key) in blocked:
+                item.status = DeliveryStatus.HELD
+                if record in claimed:
+                    claimed.discard(record)
+                    release.append(record)
+                continue
+            if record not in claimed:
+                item.status = DeliveryStatus.DUPLICATE
+                continue
+            claimed.discard(record)  # a second copy in the same batch is a duplicate
+            error, was_stale = await self.run_handler(conn, item, savepoints=savepoints)
+            if error is None:
+                item.status = DeliveryStatus.STALE if was_stale else DeliveryStatus.HANDLED
+                if was_stale:
+                    stale.append(record)
+                continue
+            item.status = DeliveryStatus.FAILED
+            item.error = error
+            item.classification = classify(error)
+            release.append(record)
+            if on_failure(conn, item):
+                blocked.add((name, item.key))
+        savepoints.finish()
+        if release:
+            release_inbox(conn, release)
+        if stale:
+            mark_inbox(conn, stale, DeliveryStatus.STALE.value)
+
+    async def run_handler(
+        self,
+        conn: sa.Connection,
+        item: BatchItem,
+        *,
+        forced: bool = False,
+        savepoints: driver.HandlerSavepoints | None = None,
+    ) -> tuple[BaseException | None, bool]:
+        """Run ``item``'s handler once in ``conn``'s transaction, its SQL effects in a lazily
+        opened savepoint (of ``savepoints``, the batch's; without, one of its own, released
+        before this returns). Returns (the error or None, whether it saw a stale version)."""
+        own = savepoints is None
+        chain = driver.HandlerSavepoints(conn) if savepoints is None else savepoints
+        stored = item.stored
+        ctx = SqlDeliveryContext(
+            conn,
+            item.subscription.name,
+            stored.event,
+            sequence=stored.sequence,
+            attempt=item.attempt,
+            forced=forced,
+            replay=False,
+            savepoints=chain,
+        )
+        token = current_delivery.set(ctx)
+        try:
+            await item.subscription.handler(stored.event, ctx)
+        except Exception as exc:
+            ctx.finish(success=False)
+            if own:
+                chain.finish()
+            return exc, False
+        finally:
+            current_delivery.reset(token)
+        ctx.finish(success=True)
+        if own:
+            chain.finish()
+        return None, ctx.stale
 
     async def deliver(
         self,

@@ -2,7 +2,9 @@
 
 Producer side (SQL backend only): ``bus_events`` (the append-only store, global sequence,
 dedup on source + id), ``bus_subscriptions``, ``bus_cursors`` (per subscriber and shard: the
-last delivered sequence and the lease of the worker that owns the shard), ``bus_workers``
+sequence up to which the shard's events have been dealt with — delivered, parked or not
+selected; it may lie past the shard's own last event — and the lease of the worker that owns
+the shard), ``bus_workers``
 (heartbeats) and ``bus_parked`` (events waiting for a retry, or held behind a failing event of
 the same key). Consumer side (every backend): ``bus_inbox`` (the idempotent-consumer record),
 ``bus_entity_versions``, ``bus_exceptions`` and ``bus_exception_actions`` (audit).

@@ -3,8 +3,9 @@
 Per (subscription, partition) a fetcher keeps one pull request open on its durable consumer
 (:class:`PartitionPull`; ``MaxAckPending=1``: the server hands a partition's next event to
 one worker only after the previous one is acked, whichever process holds it). One processor
-takes what the fetchers hold and delivers it in a single SQL transaction (a savepoint per
-event, through :class:`~retailsync.bus.consumer.Consumer`), commits, then acks. A heartbeat
+takes what the fetchers hold and delivers it in a single SQL transaction
+(:meth:`~retailsync.bus.consumer.Consumer.deliver_batch`: one inbox claim for the batch, a
+savepoint only for handlers that write), commits, then acks. A heartbeat
 keeps held events from timing out (``in_progress``) while they wait or run. Failing events
 are parked in SQL (:mod:`.nats_parking`) and retried by the parked-retry loop;
 MAX_DELIVERIES advisories become exception entries.
@@ -27,11 +28,13 @@ import sqlalchemy as sa
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from retailsync.bus import driver
 from retailsync.bus import tables as t
 from retailsync.bus.backend import AttemptRecord, Classification, StoredEvent, Subscription
 from retailsync.bus.backends import nats_parking as parking
 from retailsync.bus.backends.nats_errors import EventNoLongerStored, MaxDeliveriesExceeded
 from retailsync.bus.consumer import (
+    BatchItem,
     DeliveryStatus,
     as_utc,
     attempt_record,
@@ -149,6 +152,8 @@ class DeliveryRun:
     held: set[_Held] = field(default_factory=set)
     busy: int = 0
     stopping: bool = False
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # a fetcher queued an event
+    _connection: sa.Connection | None = None  # the live path's connection (see below)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     fetchers: list[asyncio.Task[None]] = field(default_factory=list)
     _rng: random.Random = field(default_factory=random.Random)
@@ -189,6 +194,7 @@ class DeliveryRun:
         for task in late:  # a handler that does not finish: give its events back
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.close_connection()
         leftovers = [item for item in self.held if not item.done.done()]
         for item in leftovers:
             with contextlib.suppress(Exception):
@@ -218,32 +224,62 @@ class DeliveryRun:
             item = _Held(subscriber, partition, msg, loop.create_future())
             self.held.add(item)
             self.queue.put_nowait(item)
+            self.arrived.set()
             await item.done
 
     async def _process_loop(self) -> None:
         limit = max(1, self.bus.options.delivery_batch_size)
+        expected: set[tuple[str, int]] = set()
         while True:
             first = await self.queue.get()
             if first is None:
                 return
-            if self.queue.qsize() + 1 < len(self.fetchers) and self.bus.settings.batch_linger:
-                # let the other partitions' events join this transaction (one commit for all)
-                await asyncio.sleep(self.bus.settings.batch_linger)
             batch = [first]
-            stop_after = False
-            while len(batch) < limit and not self.queue.empty():
-                item = self.queue.get_nowait()
-                if item is None:
-                    stop_after = True
-                    break
-                batch.append(item)
+            stop_after = self._take_queued(batch, limit)
+            if not stop_after:
+                stop_after = await self._linger(batch, limit, expected)
             self.busy += 1
             try:
                 await self._deliver_live(batch)
             finally:
                 self.busy -= 1
+            expected = {(item.subscriber, item.partition) for item in batch}
             if stop_after:
                 return
+
+    def _take_queued(self, batch: list[_Held], limit: int) -> bool:
+        """Move queued events into ``batch``; True when the stop marker was met."""
+        while len(batch) < limit and not self.queue.empty():
+            item = self.queue.get_nowait()
+            if item is None:
+                return True
+            batch.append(item)
+        return False
+
+    async def _linger(self, batch: list[_Held], limit: int, expected: set[tuple[str, int]]) -> bool:
+        """Let other partitions' events join this batch (one transaction and commit for all):
+        wait at most ``batch_linger`` seconds, less once every partition of the previous
+        batch (acked together, so their next events arrive together) is here. True when the
+        stop marker was met."""
+        linger = self.bus.settings.batch_linger
+        if not linger or len(batch) >= len(self.fetchers):
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + linger
+        while len(batch) < limit:
+            if expected and expected <= {(item.subscriber, item.partition) for item in batch}:
+                return False
+            remaining = deadline - loop.time()
+            if remaining <= 0 or len(batch) >= len(self.fetchers):
+                return False
+            self.arrived.clear()
+            if self.queue.empty():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(remaining):
+                        await self.arrived.wait()
+            if self._take_queued(batch, limit):
+                return True
+        return False
 
     async def _deliver_live(self, batch: list[_Held]) -> None:
         bus = self.bus
@@ -251,8 +287,7 @@ class DeliveryRun:
         while True:
             try:
                 async with bus.sql_lock:
-                    with bus.engine.connect() as conn, conn.begin():
-                        outcomes = await self._deliver_batch(conn, batch)
+                    outcomes = await self._deliver_in_transaction(batch)
                 break
             except sa.exc.DBAPIError as exc:
                 # The database is unreachable or refused the batch: nothing committed; keep
@@ -280,10 +315,42 @@ class DeliveryRun:
                 if not item.done.done():
                     item.done.set_result(None)
 
+    async def _deliver_in_transaction(self, batch: list[_Held]) -> dict[int, str]:
+        """One transaction for ``batch`` on the live path's own connection (kept between
+        batches: no pool checkout and liveness ping per batch; dropped after an error, the
+        next batch connects again). Round trips to the database (claim, commit) run in a
+        worker thread, so fetchers, acks and publishers keep going meanwhile."""
+        conn = self._connection
+        if conn is None:
+            conn = self._connection = await driver.off_loop(self.bus.engine.connect)
+        transaction = conn.begin()
+        try:
+            outcomes = await self._deliver_batch(conn, batch)
+            await driver.off_loop(transaction.commit)
+        except BaseException:
+            self._connection = None
+            with contextlib.suppress(Exception):
+                if transaction.is_active:
+                    transaction.rollback()
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+        return outcomes
+
+    def close_connection(self) -> None:
+        conn, self._connection = self._connection, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
     async def _deliver_batch(self, conn: sa.Connection, batch: list[_Held]) -> dict[int, str]:
+        """Deliver what the fetchers hold in ``conn``'s transaction through
+        :meth:`~retailsync.bus.consumer.Consumer.deliver_batch` (one statement claims the
+        inbox records of the whole batch); returns the ack action per held item that is not
+        a plain ack."""
         bus = self.bus
         outcomes: dict[int, str] = {}
-        work: list[tuple[_Held, Subscription, StoredEvent, str]] = []
+        work: list[BatchItem] = []
         for item in batch:
             sub = bus.subscription(item.subscriber)
             try:
@@ -298,50 +365,61 @@ class DeliveryRun:
             if sub is None or not sub.filter.matches(event):
                 continue
             meta = item.msg.metadata
-            stored = StoredEvent(meta.sequence.stream, meta.timestamp, event)
-            work.append((item, sub, stored, partition_key_of(event)))
-        blocked = parking.blocked_keys(conn, {(sub.name, key) for _, sub, _, key in work})
+            work.append(
+                BatchItem(
+                    sub,
+                    StoredEvent(meta.sequence.stream, meta.timestamp, event),
+                    partition_key_of(event),
+                    attempt=max(1, meta.num_delivered),
+                    partition=item.partition,
+                )
+            )
+        if not work:
+            return outcomes
+        blocked = parking.blocked_keys(conn, {(w.subscription.name, w.key) for w in work})
         parked_before = self.counters.parked
         now = utcnow()
-        for item, sub, stored, key in work:
-            if (sub.name, key) in blocked:
+
+        def failed(conn: sa.Connection, delivery: BatchItem) -> bool:
+            error = delivery.error
+            assert error is not None
+            sub = delivery.subscription
+            classification = delivery.classification or Classification.TRANSIENT
+            record = attempt_record(delivery.attempt, error, classification)
+            if delivery.attempt >= sub.retry.attempts_for(classification):
+                bus.consumer.record_exception(conn, sub, delivery.stored, [record], error)
+                self.counters.exceptions += 1
+                return False
+            parking.park(
+                conn,
+                subscriber=sub.name,
+                partition=delivery.partition,
+                partition_key=delivery.key,
+                seq=delivery.stored.sequence,
+                attempts=delivery.attempt,
+                due=now + timedelta(seconds=self._delay(sub, delivery.attempt, error)),
+                history=[record],
+            )
+            self.counters.parked += 1
+            return True
+
+        await bus.consumer.deliver_batch(
+            conn, work, blocked=blocked, on_failure=failed, claim_off_loop=True
+        )
+        for delivery in work:
+            if delivery.status is DeliveryStatus.HELD:
                 parking.park(
                     conn,
-                    subscriber=sub.name,
-                    partition=item.partition,
-                    partition_key=key,
-                    seq=stored.sequence,
+                    subscriber=delivery.subscription.name,
+                    partition=delivery.partition,
+                    partition_key=delivery.key,
+                    seq=delivery.stored.sequence,
                     attempts=0,
                     due=now,
                 )
                 self.counters.parked += 1
-                continue
-            attempt = max(1, item.msg.metadata.num_delivered)
-            result = await bus.consumer.deliver_in(conn, sub, stored, attempt=attempt)
-            if result.status is DeliveryStatus.DUPLICATE:
-                continue
-            self.counters.handler_runs += 1
-            if result.status is not DeliveryStatus.FAILED:
-                continue
-            assert result.error is not None
-            classification = result.classification or Classification.TRANSIENT
-            record = attempt_record(attempt, result.error, classification)
-            if attempt >= sub.retry.attempts_for(classification):
-                bus.consumer.record_exception(conn, sub, stored, [record], result.error)
-                self.counters.exceptions += 1
-                continue
-            parking.park(
-                conn,
-                subscriber=sub.name,
-                partition=item.partition,
-                partition_key=key,
-                seq=stored.sequence,
-                attempts=attempt,
-                due=now + timedelta(seconds=self._delay(sub, attempt, result.error)),
-                history=[record],
-            )
-            self.counters.parked += 1
-            blocked.add((sub.name, key))
+            elif delivery.status is not DeliveryStatus.DUPLICATE:
+                self.counters.handler_runs += 1
         if parked_before != self.counters.parked:
             bus.parked_changed.set()
         return outcomes

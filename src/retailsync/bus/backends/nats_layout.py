@@ -139,9 +139,11 @@ class StreamLayout:
     def partition_of_key(self, partition_key: str) -> int:
         return shard_of(partition_key, self.partitions)
 
-    def subject_for(self, event: CloudEvent) -> str:
-        """``<ns>.events.<partition>.<hh>``: ``hh`` narrows a lookup by source + id."""
-        return f"{self.namespace}.events.{self.partition_of(event)}.{dedup_hash(event)[:2]}"
+    def subject_for(self, event: CloudEvent, digest: str | None = None) -> str:
+        """``<ns>.events.<partition>.<hh>``: ``hh`` narrows a lookup by source + id (the
+        first two digits of ``digest``, the event's ``dedup_hash``, computed when not given)."""
+        digest = digest if digest is not None else dedup_hash(event)
+        return f"{self.namespace}.events.{self.partition_of(event)}.{digest[:2]}"
 
     def partition_filter(self, partition: int) -> str:
         return f"{self.namespace}.events.{partition}.*"

@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from retailsync.bus import driver
 from retailsync.bus import tables as t
 from retailsync.bus.backend import AttemptRecord
 from retailsync.bus.consumer import as_utc, dump_attempts, upsert_insert, utcnow
@@ -26,23 +27,25 @@ p = t.parked.c
 
 
 def blocked_keys(conn: sa.Connection, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
-    """The (subscriber, partition key) pairs among ``pairs`` that have parked events."""
+    """The (subscriber, partition key) pairs among ``pairs`` that have parked events (one
+    statement per chunk of keys, on the driver: it runs for every delivery batch)."""
     wanted = set(pairs)
     if not wanted:
         return set()
     subscribers = sorted({s for s, _ in wanted})
     keys = sorted({k for _, k in wanted})
+    mark = driver.placeholder(conn)
     found: set[tuple[str, str]] = set()
     for start in range(0, len(keys), _IN_CHUNK):
-        rows = conn.execute(
-            sa.select(p.subscriber, p.partition_key)
-            .where(
-                p.subscriber.in_(subscribers),
-                p.partition_key.in_(keys[start : start + _IN_CHUNK]),
-            )
-            .distinct()
+        chunk = keys[start : start + _IN_CHUNK]
+        rows = driver.execute(
+            conn,
+            f"SELECT DISTINCT subscriber, partition_key FROM {t.parked.name} "
+            f"WHERE subscriber IN ({', '.join([mark] * len(subscribers))}) "
+            f"AND partition_key IN ({', '.join([mark] * len(chunk))})",
+            (*subscribers, *chunk),
         )
-        found.update((r.subscriber, r.partition_key) for r in rows)
+        found.update((str(subscriber), str(key)) for subscriber, key in rows)
     return found & wanted
 
 

@@ -3,17 +3,20 @@
 Publishing appends to ``bus_events`` in one transaction per batch (under an advisory lock on
 PostgreSQL, so sequences become visible in commit order and no reader skips a gap). Each
 partition key hashes to one of ``options.shards`` shards; for every subscription and shard a
-``bus_cursors`` row holds the last delivered sequence and the lease of the worker that owns
-it. A worker delivers one shard batch per transaction: the handlers' SQL effects, the inbox
-records, parked retries and the cursor advance commit together, so a crash redelivers the
-whole batch and the inbox absorbs it. A failing event is parked with a backoff and later
-events of its key are held behind it; other keys move on.
+``bus_cursors`` row holds the sequence up to which the shard's events have been dealt with and
+the lease of the worker that owns it. A worker delivers the batch of its shards of a
+subscription in one transaction: the handlers' SQL effects, the inbox records, parked retries
+and the cursor advance commit together, so a crash redelivers the whole batch and the inbox
+absorbs it. A failing event is parked with a backoff and later events of its key are held
+behind it; other keys move on. Batches are read, written and claimed through
+:mod:`retailsync.bus.driver` (see ``docs/decisions/0002-event-delivery.md``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
@@ -30,6 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 
+from retailsync.bus import driver
 from retailsync.bus import tables as t
 from retailsync.bus.backend import (
     AttemptRecord,
@@ -48,12 +52,13 @@ from retailsync.bus.backend import (
     Subscription,
 )
 from retailsync.bus.consumer import (
+    BatchItem,
     Consumer,
     DeliveryStatus,
-    SqlDeliveryContext,
     SqlExceptionQueue,
     as_utc,
     attempt_record,
+    claim_inbox,
     current_delivery,
     dedup_hash,
     dump_attempts,
@@ -92,14 +97,26 @@ def create_backend(config: BackendConfig) -> SqlEventBus:
     return SqlEventBus(config)
 
 
+SQLITE_WAL_AUTOCHECKPOINT = 10_000  # pages (4 KiB): checkpoint when the WAL passes ~40 MB
+
+
 def sql_engine(url: str) -> sa.Engine:
-    """An engine whose SQLite transactions start with BEGIN IMMEDIATE and support savepoints."""
+    """An engine whose SQLite transactions start with BEGIN IMMEDIATE and support savepoints.
+
+    SQLite also checkpoints its write-ahead log less often than its default (every 1,000
+    pages): each append and delivery batch rewrites pages all over the bus's indexes (dedup,
+    partition key, inbox — their keys are not in insertion order), so the same pages are
+    logged again and again; a checkpoint copies each page once and syncs the database file,
+    and doing that every few batches cost more wall time than the inserts (measured with
+    ``bench/bus.py``).
+    """
     engine = create_engine_for(url)
     if engine.dialect.name == "sqlite":
 
         @sa_event.listens_for(engine, "connect")
         def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None
+            dbapi_connection.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT}")
 
         @sa_event.listens_for(engine, "begin")
         def _begin_immediate(conn: sa.Connection) -> None:
@@ -116,13 +133,25 @@ class _Round:
 
 
 @dataclass
+class _Fetched:
+    """New events read for a subscription's shards: the cursors they were read after, how
+    many rows were read and the last sequence among them (every cursor may move there), and
+    the deliveries (rows the filter selects, parsed)."""
+
+    cursors: dict[int, int]
+    last: int | None
+    count: int
+    items: list[BatchItem]
+
+
+@dataclass
 class _Batch:
     """Inbox rows and hashes collected while delivering one shard batch."""
 
     subscriber: str
     existing: set[str] = field(default_factory=set)
     handled: set[str] = field(default_factory=set)
-    inbox_rows: list[dict[str, Any]] = field(default_factory=list)
+    inbox_rows: list[tuple[Any, ...]] = field(default_factory=list)  # INBOX_COLUMNS order
 
 
 class SqlEventBus(EventBusBackend):
@@ -147,7 +176,9 @@ class SqlEventBus(EventBusBackend):
         self._last_auto_retry = 0.0
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._write_lock = threading.Lock()  # SQLite: this process's writers take turns
-        self._fetch_statements: dict[int, sa.Select[Any]] = {}
+        self._fetch_statements: dict[int, driver.Compiled] = {}
+        self._busy = False  # the last delivery round moved something (or a publish woke it)
+        self._wakeup: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
     # ----------------------------------------------------------------------------------------
     # lifecycle
@@ -234,6 +265,7 @@ class SqlEventBus(EventBusBackend):
                 outcomes.extend(self._append(ctx.connection, valid))
             else:
                 outcomes.extend(await asyncio.to_thread(self._append_committed, valid))
+                self._wake_delivery()
         outcomes.sort(key=lambda o: o.index)
         hub_metrics.events_accepted(events, outcomes)
         return outcomes
@@ -249,12 +281,14 @@ class SqlEventBus(EventBusBackend):
         self, conn: sa.Connection, valid: list[tuple[int, CloudEvent]]
     ) -> list[PublishOutcome]:
         if self.is_postgres:
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(PUBLISH_LOCK_KEY)))
-        rows: list[dict[str, Any]] = []
+            driver.execute(conn, "SELECT pg_advisory_xact_lock(%s)", (PUBLISH_LOCK_KEY,))
+        rows: list[tuple[Any, ...]] = []
         firsts: list[tuple[int, CloudEvent]] = []
         seen: set[tuple[str, str]] = set()
         repeats: list[tuple[int, CloudEvent]] = []
-        now = utcnow()
+        shards = self.options.shards
+        convert = _same if self.is_postgres else driver.sqlite_datetime
+        stored_at = convert(utcnow())
         for index, ev in valid:
             pair = (ev.source, ev.id)
             if pair in seen:
@@ -263,32 +297,44 @@ class SqlEventBus(EventBusBackend):
             seen.add(pair)
             key = partition_key_of(ev)
             rows.append(
-                {
-                    "source": ev.source,
-                    "event_id": ev.id,
-                    "type": ev.type,
-                    "subject": ev.subject,
-                    "partition_key": key,
-                    "shard": shard_of(key, self.options.shards),
-                    "correlation_id": ev.correlationid,
-                    "entity_version": ev.entityversion,
-                    "time": ev.time,
-                    "stored_at": now,
-                    "envelope": ev.model_dump_json(exclude_none=True),
-                }
+                (
+                    ev.source,
+                    ev.id,
+                    ev.type,
+                    ev.subject,
+                    key,
+                    shard_of(key, shards),
+                    ev.correlationid,
+                    ev.entityversion,
+                    convert(ev.time),
+                    stored_at,
+                    ev.model_dump_json(exclude_none=True),
+                )
             )
             firsts.append((index, ev))
-        result: Sequence[Any]
+        result: list[Any]
         if self.is_postgres:
-            result = _pg_execute(conn, _PG_APPEND, _pg_arrays(_PG_APPEND_COLUMNS, rows))
-        else:
-            stmt = (
-                _dialect_insert(conn, t.events)
-                .on_conflict_do_nothing(index_elements=[t.events.c.source, t.events.c.event_id])
-                .returning(t.events.c.seq, t.events.c.source, t.events.c.event_id)
+            result = driver.insert_rows(
+                conn, t.events.name, _APPEND_COLUMNS, rows, f"{_APPEND_TAIL} {_APPEND_RETURNING}"
             )
-            result = conn.execute(stmt, rows).all()
-        inserted = {(r.source, r.event_id): int(r.seq) for r in result}
+        else:
+            # One writer (this transaction holds SQLite's write lock): the rows inserted now are
+            # exactly those above the highest sequence before; reading them back costs less
+            # than RETURNING.
+            before = driver.execute(conn, f"SELECT max(seq) FROM {t.events.name}")[0][0] or 0
+            count = driver.sqlite_insert_count(
+                conn, t.events.name, _APPEND_COLUMNS, rows, _APPEND_TAIL
+            )
+            result = (
+                driver.execute(
+                    conn,
+                    f"SELECT seq, source, event_id FROM {t.events.name} WHERE seq > ?",
+                    (before,),
+                )
+                if count
+                else []
+            )
+        inserted = {(source, event_id): int(seq) for seq, source, event_id in result}
         earlier = self._sequences_of(
             conn, [(ev.source, ev.id) for _, ev in firsts if (ev.source, ev.id) not in inserted]
         )
@@ -461,16 +507,42 @@ class SqlEventBus(EventBusBackend):
     # ----------------------------------------------------------------------------------------
 
     async def run_delivery(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop``. Between batches other tasks of the loop get their turn (a
+        batch runs its SQL synchronously on the loop); when idle, it polls every
+        ``poll_interval`` and wakes at once when this process publishes."""
         self._register_worker()
+        wake = asyncio.Event()
+        self._wakeup = (asyncio.get_running_loop(), wake)
         try:
             while not stop.is_set():
                 work = await self._delivery_round()
                 await self._maybe_auto_retry()
-                if work.progressed == 0:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self.options.poll_interval)
+                if work.progressed:
+                    await asyncio.sleep(0)
+                    continue
+                await _first_of(stop, wake, timeout=self.options.poll_interval)
+                if wake.is_set():
+                    wake.clear()
+                    self._busy = True
         finally:
+            self._wakeup = None
             await self._release()
+
+    def _wake_delivery(self) -> None:
+        """Tell this process's ``run_delivery`` that events were appended (any thread)."""
+        wakeup = self._wakeup
+        if wakeup is None:
+            return
+        loop, wake = wakeup
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            wake.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nothing to wake
+                loop.call_soon_threadsafe(wake.set)
 
     async def _release(self) -> None:
         if not self._worker_registered:
@@ -558,11 +630,21 @@ class SqlEventBus(EventBusBackend):
         return sorted(active & self._owned)
 
     async def _delivery_round(self) -> _Round:
+        """Deliver every subscription that has work, on all the shards this worker owns (one
+        transaction each; the fetch finds what is new). After a round that moved something
+        the next one goes straight there (checking first costs two queries per round while
+        busy); after an idle round only subscriptions with an active shard are opened (no
+        write transaction while idle)."""
         self._renew_leases()
         total = _Round()
         by_subscriber: dict[str, list[int]] = defaultdict(list)
-        for subscriber, shard in self._active_shards():
-            by_subscriber[subscriber].append(shard)
+        if self._busy:
+            wanted = set(self._subscriptions)
+        else:
+            wanted = {subscriber for subscriber, _ in self._active_shards()}
+        for subscriber, shard in sorted(self._owned):
+            if subscriber in wanted:
+                by_subscriber[subscriber].append(shard)
         for subscriber, shards in by_subscriber.items():
             sub = self._subscriptions.get(subscriber)
             if sub is None:
@@ -570,6 +652,7 @@ class SqlEventBus(EventBusBackend):
             work = await self._deliver_shards(sub, shards)
             total.handled += work.handled
             total.progressed += work.progressed
+        self._busy = total.progressed > 0
         return total
 
     @contextlib.asynccontextmanager
@@ -595,29 +678,23 @@ class SqlEventBus(EventBusBackend):
 
     async def _deliver_shards(self, sub: Subscription, shards: list[int]) -> _Round:
         """One transaction for the given owned shards of ``sub``: settle due parked events,
-        then up to ``delivery_batch_size`` new events in sequence order.
+        then up to ``delivery_batch_size`` new events in sequence order, through
+        :meth:`Consumer.deliver_batch` (one statement claims their inbox records); the
+        cursors advance past them in the same transaction.
 
-        The inbox records of the new events are claimed with one multi-row
-        ``INSERT .. ON CONFLICT DO NOTHING RETURNING`` before the handlers run (an event a
-        replay already handled comes back as not claimed and is skipped); the few records of
-        events that then fail or are held back are deleted again before the commit.
+        The new events are read and parsed before the write transaction, in a worker
+        thread (:meth:`_prefetch`): on SQLite a publish can write meanwhile, on PostgreSQL
+        the event loop stays free. Under the cursor lock the cursors are compared with the
+        ones the batch was read after; when another worker moved them in between, the
+        batch is read again.
         """
         work = _Round()
-        c = t.cursors.c
+        fetched = await asyncio.to_thread(self._prefetch, sub, shards)
+        if fetched is None:
+            return work
         async with self._writer():
             with self.engine.connect() as conn, conn.begin():
-                query = (
-                    sa.select(c.shard, c.last_seq)
-                    .where(
-                        c.subscriber == sub.name,
-                        c.shard.in_(shards),
-                        c.owner == self.worker_id,
-                    )
-                    .order_by(c.shard)
-                )
-                if self.is_postgres:  # held until commit: a takeover waits for this batch
-                    query = query.with_for_update()
-                cursors = {int(r.shard): int(r.last_seq) for r in conn.execute(query)}
+                cursors = self._owned_cursors(conn, sub.name, shards, lock=True)
                 for shard in shards:
                     if shard not in cursors:
                         self._owned.discard((sub.name, shard))
@@ -625,138 +702,174 @@ class SqlEventBus(EventBusBackend):
                     return work
                 batch = _Batch(sub.name)
                 blocked = await self._settle_parked(conn, sub, list(cursors), batch, work)
-                rows = self._fetch_new(conn, cursors)
-                advance: dict[int, int] = {}
-                selected: list[tuple[Any, StoredEvent, str]] = []
-                for r in rows:
-                    advance[int(r.shard)] = int(r.seq)
-                    work.progressed += 1
-                    if not _matches(sub, r.type, r.subject):
-                        continue
-                    stored = StoredEvent(
-                        int(r.seq), as_utc(r.stored_at), CloudEvent.model_validate_json(r.envelope)
-                    )
-                    selected.append((r, stored, dedup_hash(stored.event)))
-                claimed = self._claim_inbox(
-                    conn,
-                    sub.name,
-                    [(h, s.sequence) for r, s, h in selected if r.partition_key not in blocked],
-                )
-                unclaim: list[str] = []
-                stale: list[str] = []
+                if fetched.cursors != cursors:
+                    fetched = self._read_new(conn, sub, cursors)
+                items = fetched.items
+                work.progressed += fetched.count
+                if batch.inbox_rows:  # parked events handled above: recorded before the batch
+                    claim_inbox(conn, batch.inbox_rows)
                 now = utcnow()
-                for row, stored, digest in selected:
-                    key = row.partition_key
-                    seq = stored.sequence
-                    if key in blocked:
-                        self._park(
-                            conn, sub, int(row.shard), key, seq, attempts=0, due=now, history=[]
-                        )
-                        if digest in claimed:
-                            unclaim.append(digest)
-                        continue
-                    if digest not in claimed:
-                        continue  # handled before (a replay ran ahead of the cursor)
-                    error, was_stale = await self._invoke(conn, sub, stored, 1, forced=False)
-                    work.handled += 1
-                    if error is None:
-                        if was_stale:
-                            stale.append(digest)
-                        continue
-                    unclaim.append(digest)
-                    classification = classify(error)
+
+                def failed(conn: sa.Connection, item: BatchItem) -> bool:
+                    error = item.error
+                    assert error is not None
+                    classification = item.classification or Classification.TRANSIENT
                     record = attempt_record(1, error, classification)
                     if sub.retry.attempts_for(classification) <= 1:
-                        self.consumer.record_exception(conn, sub, stored, [record], error)
-                    else:
+                        self.consumer.record_exception(conn, sub, item.stored, [record], error)
+                        return False
+                    self._park(
+                        conn,
+                        sub,
+                        item.partition,
+                        item.key,
+                        item.stored.sequence,
+                        attempts=1,
+                        due=now + timedelta(seconds=self._delay(sub, 1, error)),
+                        history=[record],
+                    )
+                    return True
+
+                await self.consumer.deliver_batch(
+                    conn, items, blocked={(sub.name, key) for key in blocked}, on_failure=failed
+                )
+                for item in items:
+                    status = item.status
+                    if status is DeliveryStatus.HELD:
                         self._park(
                             conn,
                             sub,
-                            int(row.shard),
-                            key,
-                            seq,
-                            attempts=1,
-                            due=now + timedelta(seconds=self._delay(sub, 1, error)),
-                            history=[record],
+                            item.partition,
+                            item.key,
+                            item.stored.sequence,
+                            attempts=0,
+                            due=now,
+                            history=[],
                         )
-                        blocked.add(key)
-                inbox = t.inbox.c
-                if unclaim:
-                    conn.execute(
-                        t.inbox.delete().where(
-                            inbox.subscriber == sub.name, inbox.dedup_hash.in_(unclaim)
-                        )
-                    )
-                if stale:
-                    conn.execute(
-                        t.inbox.update()
-                        .where(inbox.subscriber == sub.name, inbox.dedup_hash.in_(stale))
-                        .values(outcome=DeliveryStatus.STALE.value)
-                    )
-                if batch.inbox_rows:
-                    conn.execute(t.inbox.insert(), batch.inbox_rows)
-                if advance:
-                    conn.execute(
-                        t.cursors.update()
-                        .where(
-                            c.subscriber == sa.bindparam("b_subscriber"),
-                            c.shard == sa.bindparam("b_shard"),
-                        )
-                        .values(last_seq=sa.bindparam("b_last_seq")),
-                        [
-                            {"b_subscriber": sub.name, "b_shard": shard, "b_last_seq": seq}
-                            for shard, seq in advance.items()
-                        ],
+                    elif status is not DeliveryStatus.DUPLICATE:
+                        work.handled += 1
+                last = fetched.last
+                if last is not None:
+                    # Every event of these shards up to the batch's last sequence is in the
+                    # batch (see _fetch_new): each cursor moves there, also past other shards'
+                    # events, so the cursors stay level and the next fetch is one range scan.
+                    mark = driver.placeholder(conn)
+                    driver.executemany(
+                        conn,
+                        f"UPDATE {t.cursors.name} SET last_seq = {mark} "
+                        f"WHERE subscriber = {mark} AND shard = {mark}",
+                        [(last, sub.name, shard) for shard, seq in cursors.items() if seq < last],
                     )
         return work
 
+    def _owned_cursors(
+        self, conn: sa.Connection, name: str, shards: list[int], *, lock: bool = False
+    ) -> dict[int, int]:
+        """The cursors of the given shards of ``name`` that this worker owns.
+        ``lock``: on PostgreSQL the cursor rows stay locked until the commit, so a takeover
+        after an expired lease waits for this batch."""
+        mark = driver.placeholder(conn)
+        sql = (
+            f"SELECT shard, last_seq FROM {t.cursors.name} "
+            f"WHERE subscriber = {mark} AND owner = {mark} "
+            f"AND shard IN ({', '.join([mark] * len(shards))}) ORDER BY shard"
+        )
+        if lock and self.is_postgres:
+            sql += " FOR UPDATE"
+        rows = driver.execute(conn, sql, (name, self.worker_id, *shards))
+        return {int(shard): int(last) for shard, last in rows}
+
+    def _prefetch(self, sub: Subscription, shards: list[int]) -> _Fetched | None:
+        """The next batch of ``sub``'s owned ``shards``, read without a write transaction
+        (runs in a worker thread); None when there is nothing to do (no new events, no
+        parked retry due)."""
+        reader = self.engine.connect().execution_options(**{READ_ONLY: True})
+        with reader as conn, conn.begin():
+            cursors = self._owned_cursors(conn, sub.name, shards)
+            if not cursors:
+                return None
+            rows = self._fetch_new(conn, cursors)
+            if not rows and not self._parked_due(conn, sub.name, list(cursors)):
+                return None
+        return self._parse(sub, cursors, rows)
+
+    def _read_new(
+        self, conn: sa.Connection, sub: Subscription, cursors: dict[int, int]
+    ) -> _Fetched:
+        return self._parse(sub, cursors, self._fetch_new(conn, cursors))
+
+    def _parse(self, sub: Subscription, cursors: dict[int, int], rows: list[Any]) -> _Fetched:
+        """The deliveries among ``rows`` (those ``sub``'s filter selects), envelopes parsed."""
+        items: list[BatchItem] = []
+        select_all = not sub.filter.types and not sub.filter.subjects
+        validate = CloudEvent.model_validate_json
+        read_time = functools.lru_cache(maxsize=16)(driver.read_datetime)  # one per publish
+        for seq, shard, stored_at, envelope, key, type_, subject in rows:
+            if not select_all and not _matches(sub, type_, subject):
+                continue
+            stored = StoredEvent(seq, read_time(stored_at), validate(envelope))
+            items.append(BatchItem(sub, stored, key, partition=shard))
+        return _Fetched(dict(cursors), rows[-1][0] if rows else None, len(rows), items)
+
+    def _parked_due(self, conn: sa.Connection, name: str, shards: list[int]) -> bool:
+        p = t.parked.c
+        due = conn.execute(
+            sa.select(sa.literal(1))
+            .where(p.subscriber == name, p.shard.in_(shards), p.next_attempt_at <= utcnow())
+            .limit(1)
+        ).first()
+        return due is not None
+
     def _fetch_new(self, conn: sa.Connection, cursors: Mapping[int, int]) -> list[Any]:
-        """The next ``delivery_batch_size`` events after each shard's cursor, in sequence order
-        (one statement: a per-shard index range scan for each shard, merged)."""
+        """The next events after the given shards' cursors, at most ``delivery_batch_size``,
+        in sequence order, as tuples (seq, shard, stored_at, envelope, partition_key, type,
+        subject).
+
+        Every event of these shards with a sequence between its shard's cursor and the last
+        sequence returned is included, so each cursor may move to that last sequence.
+        Sequences become visible in order (one writer on SQLite, the advisory lock on
+        PostgreSQL), so no event appears later below a cursor.
+
+        When the worker reads every shard and the cursors are close together (the usual
+        case: they move to the same sequence after each batch) it is one range scan of the
+        primary key, skipping the few rows at or below their shard's cursor. Otherwise one
+        statement merges a range scan of the (shard, seq) index per shard.
+        """
+        limit = self.options.delivery_batch_size
+        low = min(cursors.values())
+        spread = max(cursors.values()) - low
+        if len(cursors) == self.options.shards and spread <= limit:
+            mark = driver.placeholder(conn)
+            rows = driver.execute(
+                conn,
+                f"SELECT seq, shard, stored_at, envelope, partition_key, type, subject "
+                f"FROM {t.events.name} WHERE seq > {mark} ORDER BY seq LIMIT {mark}",
+                (low, limit + spread),
+            )
+            if spread:
+                rows = [row for row in rows if row[0] > cursors[row[1]]]
+            return rows
         statement = self._fetch_statements.get(len(cursors))
         if statement is None:
-            statement = self._fetch_statements[len(cursors)] = _fetch_statement(len(cursors))
-        params: dict[str, int] = {"b_limit": self.options.delivery_batch_size}
+            statement = driver.Compiled.of(_fetch_statement(len(cursors)), conn.dialect)
+            self._fetch_statements[len(cursors)] = statement
+        params: dict[str, int] = {"b_limit": limit}
         for n, (shard, last) in enumerate(cursors.items()):
             params[f"b_shard_{n}"] = shard
             params[f"b_after_{n}"] = last
-        return list(conn.execute(statement, params))
-
-    def _claim_inbox(
-        self, conn: sa.Connection, subscriber: str, items: list[tuple[str, int]]
-    ) -> set[str]:
-        """Insert inbox records for ``(dedup hash, sequence)``; returns the hashes inserted
-        now (the others were recorded before)."""
-        if not items:
-            return set()
-        now = utcnow()
-        rows = [
-            {
-                "subscriber": subscriber,
-                "dedup_hash": digest,
-                "sequence": seq,
-                "outcome": DeliveryStatus.HANDLED.value,
-                "attempt": 1,
-                "handled_at": now,
-            }
-            for digest, seq in items
-        ]
-        if self.is_postgres:
-            return {
-                row[0] for row in _pg_execute(conn, _PG_CLAIM, _pg_arrays(_PG_CLAIM_COLUMNS, rows))
-            }
-        stmt = (
-            upsert_insert(conn, t.inbox)
-            .on_conflict_do_nothing(index_elements=[t.inbox.c.subscriber, t.inbox.c.dedup_hash])
-            .returning(t.inbox.c.dedup_hash)
-        )
-        return set(conn.execute(stmt, rows).scalars())
+        return statement.run(conn, params)
 
     async def _settle_parked(
         self, conn: sa.Connection, sub: Subscription, shards: list[int], batch: _Batch, work: _Round
     ) -> set[str]:
         """Retry due heads of parked keys (and the events held behind them that can now go);
         returns the keys still blocked."""
+        mark = driver.placeholder(conn)
+        anything = driver.execute(
+            conn, f"SELECT 1 FROM {t.parked.name} WHERE subscriber = {mark} LIMIT 1", (sub.name,)
+        )
+        if not anything:  # the usual case: one index probe instead of building the scan
+            return set()
         p = t.parked.c
         now = utcnow()
         rows = list(
@@ -850,39 +963,6 @@ class SqlEventBus(EventBusBackend):
                 ).scalars()
             )
 
-    async def _invoke(
-        self,
-        conn: sa.Connection,
-        sub: Subscription,
-        stored: StoredEvent,
-        attempt: int,
-        *,
-        forced: bool,
-    ) -> tuple[BaseException | None, bool]:
-        """Run the handler once inside the batch transaction; its SQL effects sit in a
-        savepoint opened on first use of ``ctx.connection`` (rolled back when it raises).
-        Returns (error or None, whether it saw a stale entity version)."""
-        ctx = SqlDeliveryContext(
-            conn,
-            sub.name,
-            stored.event,
-            sequence=stored.sequence,
-            attempt=attempt,
-            forced=forced,
-            replay=False,
-            isolated=False,
-        )
-        token = current_delivery.set(ctx)
-        try:
-            await sub.handler(stored.event, ctx)
-        except Exception as exc:
-            ctx.finish(success=False)
-            return exc, False
-        finally:
-            current_delivery.reset(token)
-        ctx.finish(success=True)
-        return None, ctx.stale
-
     async def _attempt(
         self,
         conn: sa.Connection,
@@ -897,7 +977,8 @@ class SqlEventBus(EventBusBackend):
         key = dedup_hash(stored.event)
         if not forced and (key in batch.existing or key in batch.handled):
             return None
-        error, stale = await self._invoke(conn, sub, stored, attempt, forced=forced)
+        item = BatchItem(sub, stored, partition_key_of(stored.event), attempt)
+        error, stale = await self.consumer.run_handler(conn, item, forced=forced)
         if error is not None:
             return error, classify(error)
         batch.handled.add(key)
@@ -910,14 +991,14 @@ class SqlEventBus(EventBusBackend):
             )
         else:
             batch.inbox_rows.append(
-                {
-                    "subscriber": sub.name,
-                    "dedup_hash": key,
-                    "sequence": stored.sequence,
-                    "outcome": outcome,
-                    "attempt": attempt,
-                    "handled_at": utcnow(),
-                }
+                (
+                    sub.name,
+                    key,
+                    stored.sequence,
+                    outcome,
+                    attempt,
+                    driver.db_datetime(conn, utcnow()),
+                )
             )
         return None, Classification.TRANSIENT
 
@@ -1102,10 +1183,8 @@ class SqlEventBus(EventBusBackend):
         return ReplayProgress(total, delivered, skipped, failed)
 
 
-# PostgreSQL: batches go in as one array per column (``unnest``), one short statement per
-# batch. A multi-row VALUES list of 500 x 11 parameters is a new, long statement text every
-# time, which the driver re-parses in Python (~0.1 s per batch) and the server re-plans.
-_PG_APPEND_COLUMNS = (
+# Columns of an append (driver order) and what the insert returns; see retailsync.bus.driver.
+_APPEND_COLUMNS: driver.Columns = (
     ("source", "varchar"),
     ("event_id", "varchar"),
     ("type", "varchar"),
@@ -1118,53 +1197,8 @@ _PG_APPEND_COLUMNS = (
     ("stored_at", "timestamptz"),
     ("envelope", "text"),
 )
-_PG_CLAIM_COLUMNS = (
-    ("subscriber", "varchar"),
-    ("dedup_hash", "varchar"),
-    ("sequence", "bigint"),
-    ("outcome", "varchar"),
-    ("attempt", "integer"),
-    ("handled_at", "timestamptz"),
-)
-
-
-def _pg_unnest_insert(table: str, columns: tuple[tuple[str, str], ...], tail: str) -> str:
-    names = ", ".join(name for name, _ in columns)
-    arrays = ", ".join(f"%b::{kind}[]" for _, kind in columns)  # %b: binary
-    # WITH ORDINALITY + ORDER BY: rows (and sequence values) follow the batch order
-    return (
-        f"INSERT INTO {table} ({names}) SELECT {names} FROM unnest({arrays}) "
-        f"WITH ORDINALITY AS batch({names}, position) ORDER BY position {tail}"
-    )
-
-
-_PG_APPEND = _pg_unnest_insert(
-    t.events.name,
-    _PG_APPEND_COLUMNS,
-    "ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, source, event_id",
-)
-_PG_CLAIM = _pg_unnest_insert(
-    t.inbox.name,
-    _PG_CLAIM_COLUMNS,
-    "ON CONFLICT (subscriber, dedup_hash) DO NOTHING RETURNING dedup_hash",
-)
-
-
-def _pg_arrays(
-    columns: tuple[tuple[str, str], ...], rows: list[dict[str, Any]]
-) -> tuple[list[Any], ...]:
-    return tuple([row[name] for row in rows] for name, _ in columns)
-
-
-def _pg_execute(conn: sa.Connection, sql: str, params: tuple[list[Any], ...]) -> list[Any]:
-    """Run ``sql`` on the driver's cursor, in ``conn``'s transaction, with parameters sent in
-    binary (arrays of text need no escaping then) and return all rows as named tuples."""
-    from psycopg.rows import namedtuple_row
-
-    driver = conn.connection.driver_connection
-    with driver.cursor(row_factory=namedtuple_row) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, params, binary=True)
-        return list(cursor.fetchall())
+_APPEND_TAIL = "ON CONFLICT (source, event_id) DO NOTHING"
+_APPEND_RETURNING = "RETURNING seq, source, event_id"
 
 
 def _fetch_statement(shards: int) -> sa.Select[Any]:
@@ -1193,6 +1227,20 @@ def _fetch_statement(shards: int) -> sa.Select[Any]:
         .join_from(t.events, picked, picked.c.seq == e.seq)
         .order_by(e.seq)
     )
+
+
+def _same(value: datetime) -> datetime:
+    return value
+
+
+async def _first_of(*events: asyncio.Event, timeout: float) -> None:  # noqa: ASYNC109
+    """Wait until one of ``events`` is set or ``timeout`` seconds passed."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def _matches(sub: Subscription, type_: str, subject: str | None) -> bool:

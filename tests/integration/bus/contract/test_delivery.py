@@ -108,6 +108,39 @@ async def test_a_handler_effect_rolls_back_with_a_failed_attempt(bus_backend_fac
     engine.dispose()
 
 
+async def test_a_failing_statement_costs_only_its_own_handler(bus_backend_factory) -> None:
+    """Handlers of a batch share its transaction: a statement that fails (on PostgreSQL it
+    aborts the transaction until rolled back) or a savepoint a handler leaves open must cost
+    the other events of the batch nothing."""
+
+    async def project(ev: CloudEvent, ctx) -> None:
+        conn = ctx.connection
+        conn.execute(
+            sa.text(
+                "INSERT INTO bus_test_effects (subscriber, event_source, event_id, "
+                "worker_pid) VALUES ('orders', :s, :i, 0)"
+            ),
+            {"s": ev.source, "i": ev.id},
+        )
+        if ev.data["position"] == 2:
+            conn.exec_driver_sql("INSERT INTO bus_no_such_table VALUES (1)")
+        if ev.data["position"] == 4:
+            conn.begin_nested()  # never closed
+            raise RuntimeError("gave up inside its own savepoint")
+
+    bus = await bus_backend_factory(
+        [Subscription("orders", project, retry=RetryPolicy(max_attempts=1))]
+    )
+    engine = create_engine_for(bus_backend_factory.database_url)
+    ensure_effects_table(engine)
+    await bus.publish([event(f"k{n}", n) for n in range(6)])
+    await bus.deliver_until_idle(timeout=20)
+    applied = sorted(r.event_id for r in effect_rows(engine, "orders"))
+    assert applied == ["k0-0", "k1-1", "k3-3", "k5-5"]
+    assert sorted(e.event_id for e in await bus.exceptions.list()) == ["k2-2", "k4-4"]
+    engine.dispose()
+
+
 async def test_a_restarted_worker_continues_without_redelivering(bus_backend_factory) -> None:
     first = RecordingHandler()
     bus = await bus_backend_factory([Subscription("orders", first)])
