@@ -123,8 +123,22 @@ def reads_block_briefly(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def _bound_to_open_transaction(engine: Engine) -> bool:
+    # A stand-in whose connect()/begin() hand out a transaction already open on this event
+    # loop (a bus delivery's): it must be used right here, never from another thread.
+    return not isinstance(engine, Engine)
+
+
 async def run_read(engine: Engine, read: Callable[..., T], *args: Any) -> T:
     """Run the blocking database ``read(*args)`` on the loop or in a thread (see above)."""
-    if reads_block_briefly(engine):
+    if _bound_to_open_transaction(engine) or reads_block_briefly(engine):
         return read(*args)
     return await anyio.to_thread.run_sync(read, *args)
+
+
+async def run_write(engine: Engine, write: Callable[..., T], *args: Any) -> T:
+    """Run the blocking database ``write(*args)`` in a worker thread (it may wait for SQLite's
+    one writer), or right here when ``engine`` stands for a transaction open on this loop."""
+    if _bound_to_open_transaction(engine):
+        return write(*args)
+    return await anyio.to_thread.run_sync(write, *args)

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import anyio.to_thread
 from sqlalchemy.engine import Engine
 
 from retailsync import xref
@@ -31,7 +30,7 @@ from retailsync.connectors.erp.errors import (
     ErpOperationNotCarriedOut,
 )
 from retailsync.connectors.erp.mapping_common import SYSTEM, derived_id, reference_of
-from retailsync.db import run_read
+from retailsync.db import run_read, run_write
 from retailsync.domain.customers import AddressRole, Customer
 from retailsync.domain.finance import FinancialPosting
 from retailsync.domain.identifiers import EntityKind
@@ -123,8 +122,8 @@ class TrytonErpAdapter:
         return value
 
     async def link(self, kind: EntityKind, canonical_id: str, external_id: int) -> None:
-        """Record the link (a write: in a worker thread, never on the event loop)."""
-        await anyio.to_thread.run_sync(self._write_link, kind, canonical_id, external_id)
+        """Record the link (a write: never blocking the event loop on SQLite's one writer)."""
+        await run_write(self.engine, self._write_link, kind, canonical_id, external_id)
         self._remember(kind, canonical_id, external_id)
 
     def _read_external_id(self, kind: EntityKind, canonical_id: str) -> int | None:
