@@ -30,9 +30,14 @@ from sqlalchemy.engine import Connection, Engine
 from retailsync.domain.events import CloudEvent
 from retailsync.observability import metrics as hub_metrics
 from retailsync.observability.logging import get_logger
-from retailsync.observability.otel import SpanKind, hub_span, setup_tracing, tracing_enabled
+from retailsync.observability.otel import (
+    SpanKind,
+    hub_span,
+    setup_tracing,
+    span_recorded,
+)
 from retailsync.observability.settings import observability_settings
-from retailsync.observability.tracecontext import continue_trace
+from retailsync.observability.tracecontext import continue_trace, enter_trace, leave_trace
 from retailsync.observability.traces import (
     HopBuffer,
     HopKind,
@@ -150,16 +155,11 @@ def traced_handler(subscriber: str, handler: EventHandler) -> EventHandler:
         # Remember which task owns the delivery: work the handler starts in other tasks
         # (a workflow, a background job) inherits context variables but must not write into
         # this delivery's transaction, which may be committed by the time it runs.
-        token = _delivery.set((ctx, asyncio.current_task()))
+        delivery = _delivery.set((ctx, asyncio.current_task()))
+        _, trace = enter_trace(event.correlationid, event.id)  # continue_trace, unrolled
         try:
-            await _handle(event, ctx)
-        finally:
-            _delivery.reset(token)
-
-    async def _handle(event: CloudEvent, ctx: Any) -> None:
-        with continue_trace(event.correlationid, causation=event.id):
             started = time.perf_counter()
-            if tracing_enabled():
+            if span_recorded():  # attributes only for a span that is kept
                 with hub_span(
                     f"handle {event.type}",
                     kind=SpanKind.CONSUMER,
@@ -174,6 +174,9 @@ def traced_handler(subscriber: str, handler: EventHandler) -> EventHandler:
             else:
                 await handler(event, ctx)
             hub_metrics.event_delivered(event.type, subscriber, time.perf_counter() - started)
+        finally:
+            leave_trace(trace)
+            _delivery.reset(delivery)
 
     return handle
 
@@ -226,7 +229,7 @@ class observe_outbound:
 
     async def __aenter__(self) -> None:
         self._at = time.time()
-        if tracing_enabled():
+        if span_recorded():  # nothing built for a trace the sampler leaves out
             self._span = hub_span(
                 f"{self.system} {self.operation}",
                 kind=SpanKind.CLIENT,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 _INVALID_TRACE_ID = "0" * 32
+_HEX_DIGITS = "0123456789abcdef"
 _INVALID_SPAN_ID = "0" * 16
 
 
@@ -122,9 +123,12 @@ def normalise_correlation_id(value: str | None) -> str | None:
     return value.lower() if _TRACE_ID.match(value.lower()) else value
 
 
+_random_bits = random.getrandbits
+
+
 def _span_id() -> str:
     """A random, non-zero 64-bit span id (uniqueness, not secrecy, is what matters)."""
-    return f"{random.getrandbits(64) or 1:016x}"
+    return (_random_bits(64) or 1).to_bytes(8).hex()
 
 
 def trace_for(correlation: str | None) -> TraceParent:
@@ -142,6 +146,47 @@ def trace_for(correlation: str | None) -> TraceParent:
     return TraceParent(trace_id=digest, span_id=_span_id())
 
 
+TraceTokens = tuple[Token[TraceParent | None], Token[str | None] | None, Token[str | None]]
+"""What :func:`enter_trace` changed, for :func:`leave_trace` to undo."""
+
+
+def enter_trace(correlation: str | None, causation: str | None) -> tuple[str, TraceTokens]:
+    """Make the trace ``correlation`` names current (a new hop of it; a new trace for None),
+    with ``causation`` as the cause; returns the correlation id in effect and what to hand
+    to :func:`leave_trace`. :class:`continue_trace` as two calls, for the per-event path."""
+    if (
+        isinstance(correlation, str)
+        and len(correlation) == 32
+        and not correlation.strip(_HEX_DIGITS)
+        and correlation != _INVALID_TRACE_ID
+    ):
+        # The common case (an event's correlationid): a W3C trace id, used as is.
+        trace = TraceParent(correlation, _span_id())
+        override = None
+    else:
+        correlation = normalise_correlation_id(correlation)
+        trace = trace_for(correlation)
+        override = correlation if correlation and correlation != trace.trace_id else None
+    tokens = (
+        current_trace.set(trace),
+        # Usually there is no override around (nor one here): leave it alone then.
+        current_correlation.set(override)
+        if override is not None or current_correlation.get() is not None
+        else None,
+        current_causation.set(causation),
+    )
+    return override or trace.trace_id, tokens
+
+
+def leave_trace(tokens: TraceTokens) -> None:
+    """Undo :func:`enter_trace` (in the same context, in reverse order of entering)."""
+    trace, correlation, causation = tokens
+    current_causation.reset(causation)
+    if correlation is not None:
+        current_correlation.reset(correlation)
+    current_trace.reset(trace)
+
+
 class continue_trace:
     """Run the block inside the trace ``correlation`` names (e.g. an event's correlationid).
 
@@ -156,24 +201,14 @@ class continue_trace:
     def __init__(self, correlation: str | None, *, causation: str | None = None) -> None:
         self._correlation = correlation
         self._causation = causation
-        self._tokens: tuple[Token[TraceParent | None], Token[str | None], Token[str | None]]
+        self._tokens: TraceTokens
 
     def __enter__(self) -> str:
-        correlation = normalise_correlation_id(self._correlation)
-        trace = trace_for(correlation)
-        override = correlation if correlation and correlation != trace.trace_id else None
-        self._tokens = (
-            current_trace.set(trace),
-            current_correlation.set(override),
-            current_causation.set(self._causation),
-        )
-        return override or trace.trace_id
+        correlation, self._tokens = enter_trace(self._correlation, self._causation)
+        return correlation
 
     def __exit__(self, *exc: object) -> None:
-        trace, correlation, causation = self._tokens
-        current_causation.reset(causation)
-        current_correlation.reset(correlation)
-        current_trace.reset(trace)
+        leave_trace(self._tokens)
 
 
 def outbound_traceparent() -> str | None:
