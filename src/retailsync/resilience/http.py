@@ -113,6 +113,21 @@ def error_for_status(
     )
 
 
+def raise_if_retryable(response: httpx.Response, *, downstream: str, operation: str) -> None:
+    """Raise the classified error of a 429 or 5xx answer (``Retry-After`` honoured); a client
+    that words its own refusals handles the other 4xx itself."""
+    status = response.status_code
+    if status == 429 or status >= 500:
+        error = error_for_status(
+            status,
+            downstream=downstream,
+            operation=operation,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+        assert error is not None
+        raise error
+
+
 def raise_for_downstream(response: httpx.Response, *, downstream: str, operation: str) -> None:
     """Raise the classified error for a non-2xx/3xx ``response``; return for a success."""
     if response.status_code < 400:

@@ -34,7 +34,7 @@ from retailsync.connectors.wms.errors import (
 from retailsync.observability.otel import traceparent_hooks
 from retailsync.resilience.errors import TransientError
 from retailsync.resilience.guard import Downstream
-from retailsync.resilience.http import error_for_status, parse_retry_after
+from retailsync.resilience.http import parse_retry_after, raise_if_retryable
 from retailsync.resilience.lanes import current_lane
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -171,15 +171,7 @@ class WmsClient:
                 method, path, params=params, json=json, headers=headers
             )
             status = response.status_code
-            if status == 429 or status >= 500:
-                error = error_for_status(
-                    status,
-                    downstream=DOWNSTREAM,
-                    operation=operation,
-                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                )
-                assert error is not None
-                raise error
+            raise_if_retryable(response, downstream=DOWNSTREAM, operation=operation)
             if status >= 400:
                 raise _refusal(method, path, response)
             data = response.json() if response.content else {}

@@ -38,7 +38,7 @@ from retailsync.connectors.zendesk.errors import (
 from retailsync.observability.otel import traceparent_hooks
 from retailsync.resilience.errors import TransientError
 from retailsync.resilience.guard import Downstream
-from retailsync.resilience.http import error_for_status, parse_retry_after
+from retailsync.resilience.http import parse_retry_after, raise_if_retryable
 from retailsync.resilience.lanes import current_lane
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -251,15 +251,7 @@ class ZendeskClient:
             response = await self._http.request(method, url, params=params, json=json)
             self._note_rate_limit(response)
             status = response.status_code
-            if status == 429 or status >= 500:
-                error = error_for_status(
-                    status,
-                    downstream=DOWNSTREAM,
-                    operation=operation,
-                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                )
-                assert error is not None
-                raise error
+            raise_if_retryable(response, downstream=DOWNSTREAM, operation=operation)
             if status == 404:
                 raise ZendeskTicketNotFound(method, url, status, response.text)
             if status >= 400:
