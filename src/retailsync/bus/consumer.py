@@ -88,6 +88,34 @@ def upsert_insert(conn: sa.Connection, table: sa.Table) -> Any:
     return sqlite.insert(table)
 
 
+def register_subscription(conn: sa.Connection, subscription: Subscription, now: datetime) -> None:
+    """Record (or refresh) a subscription's row; an upsert, since several workers may start
+    at once against the same database."""
+    filter_json = json.dumps(
+        {
+            "types": list(subscription.filter.types),
+            "subjects": list(subscription.filter.subjects),
+        }
+    )
+    register = upsert_insert(conn, t.subscriptions).values(
+        name=subscription.name,
+        filter=filter_json,
+        downstream=subscription.downstream,
+        created_at=now,
+        updated_at=now,
+    )
+    conn.execute(
+        register.on_conflict_do_update(
+            index_elements=[t.subscriptions.c.name],
+            set_={
+                "filter": register.excluded.filter,
+                "downstream": register.excluded.downstream,
+                "updated_at": register.excluded.updated_at,
+            },
+        )
+    )
+
+
 class DeliveryStatus(StrEnum):
     HANDLED = "handled"
     DUPLICATE = "duplicate"  # the inbox already had it: handler not called
@@ -110,7 +138,25 @@ current_delivery: ContextVar[SqlDeliveryContext | None] = ContextVar(
 
 
 class SqlDeliveryContext:
-    """:class:`~retailsync.bus.backend.DeliveryContext` backed by the delivery transaction."""
+    """:class:`~retailsync.bus.backend.DeliveryContext` backed by the delivery transaction.
+
+    One is built per delivered event: slots keep it to one allocation without an instance
+    dict (less work for the cyclic garbage collector, which a delivery batch already keeps
+    busy)."""
+
+    __slots__ = (
+        "_attempt",
+        "_connection",
+        "_event",
+        "_forced",
+        "_in_savepoint",
+        "_replay",
+        "_savepoint",
+        "_savepoints",
+        "_sequence",
+        "_subscriber",
+        "stale",
+    )
 
     def __init__(
         self,

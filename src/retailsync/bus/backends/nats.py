@@ -14,7 +14,6 @@ import asyncio
 import atexit
 import builtins
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -73,6 +72,7 @@ from retailsync.bus.consumer import (
     SqlExceptionQueue,
     attempt_record,
     dedup_hash,
+    register_subscription,
     utcnow,
 )
 from retailsync.bus.errors import (
@@ -313,19 +313,7 @@ class NatsEventBus(EventBusBackend):
         now = utcnow()
         with self.engine.begin() as conn:
             for sub in self._subscriptions.values():
-                filter_json = json.dumps(
-                    {"types": list(sub.filter.types), "subjects": list(sub.filter.subjects)}
-                )
-                values = {"filter": filter_json, "downstream": sub.downstream, "updated_at": now}
-                changed = conn.execute(
-                    t.subscriptions.update()
-                    .where(t.subscriptions.c.name == sub.name)
-                    .values(**values)
-                ).rowcount
-                if not changed:
-                    conn.execute(
-                        t.subscriptions.insert().values(name=sub.name, created_at=now, **values)
-                    )
+                register_subscription(conn, sub, now)
 
     # ----------------------------------------------------------------------------------------
     # publishing and reading

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import math
 import os
 import random
@@ -64,6 +63,7 @@ from retailsync.bus.consumer import (
     dump_attempts,
     glob_to_like,
     load_attempts,
+    register_subscription,
     upsert_insert,
     utcnow,
 )
@@ -201,27 +201,7 @@ class SqlEventBus(EventBusBackend):
         with self.engine.begin() as conn:
             head = conn.execute(sa.select(sa.func.max(t.events.c.seq))).scalar() or 0
             for sub in self._subscriptions.values():
-                filter_json = json.dumps(
-                    {"types": list(sub.filter.types), "subjects": list(sub.filter.subjects)}
-                )
-                # upserts: several workers may start at once on the same database
-                register = upsert_insert(conn, t.subscriptions).values(
-                    name=sub.name,
-                    filter=filter_json,
-                    downstream=sub.downstream,
-                    created_at=now,
-                    updated_at=now,
-                )
-                conn.execute(
-                    register.on_conflict_do_update(
-                        index_elements=[t.subscriptions.c.name],
-                        set_={
-                            "filter": register.excluded.filter,
-                            "downstream": register.excluded.downstream,
-                            "updated_at": register.excluded.updated_at,
-                        },
-                    )
-                )
+                register_subscription(conn, sub, now)
                 start_seq = head if sub.start_from == "latest" else 0
                 conn.execute(
                     upsert_insert(conn, t.cursors).on_conflict_do_nothing(
