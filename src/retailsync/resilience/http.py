@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Self
 
 import httpx
 
@@ -161,3 +163,22 @@ def translate_transport_errors(*, downstream: str, operation: str) -> Iterator[N
             downstream=downstream,
             operation=operation,
         ) from exc
+
+
+class ClosingClient:
+    """``async with`` for a connector client: the block's end calls :meth:`aclose`."""
+
+    async def aclose(self) -> None:
+        """Release the client's connections (subclasses close their HTTP client here)."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

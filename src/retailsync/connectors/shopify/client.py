@@ -20,7 +20,6 @@ import asyncio
 import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -31,7 +30,7 @@ from retailsync.observability.otel import traceparent_hooks
 from retailsync.resilience.config import Lane
 from retailsync.resilience.errors import BusinessError, DownstreamUnavailable, TransientError
 from retailsync.resilience.guard import Downstream
-from retailsync.resilience.http import error_for_status, parse_retry_after
+from retailsync.resilience.http import ClosingClient, error_for_status, parse_retry_after
 
 __all__ = ["CallLimit", "ShopifyApi", "next_page_url"]
 
@@ -69,7 +68,7 @@ class CallLimit:
         return self.size > 0 and self.used >= self.size
 
 
-class ShopifyApi:
+class ShopifyApi(ClosingClient):
     """A thin async client for the parts of the Shopify Admin REST API the hub uses."""
 
     #: How fast the REST bucket drains (calls per second, standard plan).
@@ -107,17 +106,6 @@ class ShopifyApi:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    async def __aenter__(self) -> ShopifyApi:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- resources -------------------------------------------------------------------------
 

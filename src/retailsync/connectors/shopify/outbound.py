@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import datetime
-from types import TracebackType
 
 from retailsync.connectors.shopify.client import ShopifyApi
 from retailsync.connectors.shopify.config import ShopifySettings
@@ -20,6 +19,7 @@ from retailsync.connectors.shopify.mapping import stock_level, storefront_order
 from retailsync.ports.commerce import StockLevel, StorefrontOrder
 from retailsync.resilience.errors import BusinessError, ValidationRejected
 from retailsync.resilience.guard import Downstream
+from retailsync.resilience.http import ClosingClient
 
 STATUS_TAG_PREFIX = "retailsync:"
 FULFILLED_STATUSES = frozenset({"partially_shipped", "shipped", "delivered"})
@@ -38,7 +38,7 @@ KNOWN_STATUSES = frozenset(
 )
 
 
-class ShopifyCommerce:
+class ShopifyCommerce(ClosingClient):
     """Orders from, and available-to-sell quantities to, one Shopify shop."""
 
     def __init__(
@@ -54,17 +54,6 @@ class ShopifyCommerce:
 
     async def aclose(self) -> None:
         await self.api.aclose()
-
-    async def __aenter__(self) -> ShopifyCommerce:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def get_order(self, order_ref: str) -> StorefrontOrder:
         return storefront_order(await self.api.get_order(order_ref), self.settings)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
@@ -41,7 +40,7 @@ from retailsync.resilience.errors import (
     TransientError,
 )
 from retailsync.resilience.guard import Downstream
-from retailsync.resilience.http import error_for_status, parse_retry_after
+from retailsync.resilience.http import ClosingClient, error_for_status, parse_retry_after
 
 __all__ = ["StripeApi", "encode_form"]
 
@@ -75,7 +74,7 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
-class StripeApi:
+class StripeApi(ClosingClient):
     """A thin async client for the parts of the Stripe API the hub uses."""
 
     def __init__(
@@ -111,17 +110,6 @@ class StripeApi:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    async def __aenter__(self) -> StripeApi:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- resources -------------------------------------------------------------------------
 

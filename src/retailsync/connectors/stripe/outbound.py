@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from retailsync.connectors.stripe.client import StripeApi
@@ -17,6 +16,7 @@ from retailsync.domain.money import Money
 from retailsync.ports.payments import PaymentState, RefundRecord
 from retailsync.resilience.errors import BusinessError, ConflictRejected
 from retailsync.resilience.guard import Downstream
+from retailsync.resilience.http import ClosingClient
 
 #: Reasons Stripe accepts in ``reason``; any other reason text travels in metadata.
 STRIPE_REFUND_REASONS = frozenset({"duplicate", "fraudulent", "requested_by_customer"})
@@ -32,7 +32,7 @@ STRIPE_CANCELLABLE = frozenset(
 )
 
 
-class StripePayments:
+class StripePayments(ClosingClient):
     """Payment state and refunds at Stripe, with idempotency keys from the workflow step."""
 
     def __init__(
@@ -48,17 +48,6 @@ class StripePayments:
 
     async def aclose(self) -> None:
         await self.api.aclose()
-
-    async def __aenter__(self) -> StripePayments:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def payment_state(self, payment_ref: str) -> PaymentState:
         if payment_ref.startswith("ch_"):

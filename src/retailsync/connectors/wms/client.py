@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -34,13 +33,13 @@ from retailsync.connectors.wms.errors import (
 from retailsync.observability.otel import traceparent_hooks
 from retailsync.resilience.errors import TransientError
 from retailsync.resilience.guard import Downstream
-from retailsync.resilience.http import parse_retry_after, raise_if_retryable
+from retailsync.resilience.http import ClosingClient, parse_retry_after, raise_if_retryable
 from retailsync.resilience.lanes import current_lane
 
 Sleep = Callable[[float], Awaitable[None]]
 
 
-class WmsClient:
+class WmsClient(ClosingClient):
     """Async client for the WMS endpoints the hub uses."""
 
     def __init__(
@@ -66,17 +65,6 @@ class WmsClient:
             event_hooks=traceparent_hooks(),
         )
         self.waits: list[float] = []
-
-    async def __aenter__(self) -> WmsClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -21,7 +21,6 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -38,7 +37,7 @@ from retailsync.connectors.zendesk.errors import (
 from retailsync.observability.otel import traceparent_hooks
 from retailsync.resilience.errors import TransientError
 from retailsync.resilience.guard import Downstream
-from retailsync.resilience.http import parse_retry_after, raise_if_retryable
+from retailsync.resilience.http import ClosingClient, parse_retry_after, raise_if_retryable
 from retailsync.resilience.lanes import current_lane
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -52,7 +51,7 @@ class RateLimitStatus:
     remaining: int | None
 
 
-class ZendeskClient:
+class ZendeskClient(ClosingClient):
     """Thin async client for the ticket endpoints the hub uses."""
 
     def __init__(
@@ -77,17 +76,6 @@ class ZendeskClient:
         self.rate_limit = RateLimitStatus(limit=None, remaining=None)
         self.calls = 0
         self.waited_seconds = 0.0
-
-    async def __aenter__(self) -> ZendeskClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()
