@@ -137,6 +137,7 @@ def worker() -> None:
     import signal
 
     from retailsync.bootstrap import ConfigurationError, bootstrap, check_worker, run_hub
+    from retailsync.runtime import settle_heap
 
     settings = _load_settings()
     try:
@@ -148,6 +149,7 @@ def worker() -> None:
 
     async def run() -> None:
         async with run_hub(hub, deliver_events=True) as stop:
+            settle_heap()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)

@@ -69,8 +69,11 @@ def placeholder(conn: sa.Connection) -> str:
 
 
 def sqlite_datetime(value: datetime) -> str:
-    """A datetime as SQLAlchemy's SQLite ``DateTime`` stores it (wall clock, no offset)."""
-    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+    """A datetime as SQLAlchemy's SQLite ``DateTime`` stores it (wall clock, no offset):
+    ``YYYY-MM-DD HH:MM:SS.ffffff``, the first 26 characters of ``isoformat`` (cutting the
+    offset off costs less than ``replace(tzinfo=None)`` first; one call per published
+    event)."""
+    return value.isoformat(" ", "microseconds")[:26]
 
 
 def db_datetime(conn: sa.Connection, value: datetime) -> Any:

@@ -376,7 +376,11 @@ class DeliveryRun:
             )
         if not work:
             return outcomes
-        blocked = parking.blocked_keys(conn, {(w.subscription.name, w.key) for w in work})
+        # The batch's first round trip (it also opens the transaction): in a worker thread, so
+        # fetchers, acks and publishers go on meanwhile.
+        blocked = await driver.off_loop(
+            parking.blocked_keys, conn, {(w.subscription.name, w.key) for w in work}
+        )
         parked_before = self.counters.parked
         now = utcnow()
 
