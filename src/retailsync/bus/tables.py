@@ -132,6 +132,8 @@ exceptions = sa.Table(
         "subscriber", "event_source", "event_id", name="uq_bus_exceptions_subscriber_event"
     ),
     sa.Index("ix_bus_exceptions_status_created_at", "status", "created_at"),
+    # Created by the read model's migration views_0002: the order 360 looks entries up by key.
+    sa.Index("ix_bus_exceptions_partition_key", "partition_key", "status"),
 )
 
 exception_actions = sa.Table(

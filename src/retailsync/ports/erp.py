@@ -11,9 +11,9 @@ or adjustment twice finds the first one instead of making a second. Failures rai
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from retailsync.domain.customers import Customer
 from retailsync.domain.finance import FinancialPosting
@@ -120,4 +120,18 @@ class ErpPort(Protocol):
 
     async def adjust_inventory(self, adjustment: InventoryAdjustment) -> InventoryPosition:
         """Apply a signed stock change once (idempotent on the adjustment id)."""
+        ...
+
+
+@runtime_checkable
+class ErpOrderBatchReads(Protocol):
+    """An ERP port that can read the state of many orders in one request (optional).
+
+    The order 360 groups its freshness checks through it, so keeping many watched orders
+    confirmed costs a few ERP requests (and rate-limit tokens), not one per order.
+    """
+
+    async def get_orders(self, order_ids: Sequence[str]) -> dict[str, ErpOrderState]:
+        """The current state of each of ``order_ids`` the ERP has; orders it does not have
+        are left out of the answer."""
         ...

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from retailsync.domain.cases import CasePriority, CaseStatus
 from retailsync.domain.catalogue import InspectedLine, ReceivedLine
@@ -212,7 +212,12 @@ class OrderLineView(BaseModel):
 
 
 class ErpOrderSnapshot(BaseModel):
-    """The ERP-owned part of an order as the ERP last confirmed it (stored in the read model)."""
+    """The ERP-owned part of an order as the ERP last confirmed it (stored in the read model).
+
+    Frozen: one parsed snapshot is shared by every answer that reads the same stored text.
+    """
+
+    model_config = ConfigDict(frozen=True)
 
     status: OrderStatus
     erp_state: str

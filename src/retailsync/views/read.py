@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -46,7 +47,9 @@ from retailsync.views.tables import views_order_parts, views_orders
 __all__ = [
     "Freshness",
     "Order360Rows",
+    "age_seconds",
     "compose_order_360",
+    "erp_snapshot_from_json",
     "load_order_360_rows",
     "order_360",
     "recorded_freshness",
@@ -89,6 +92,22 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+@lru_cache(maxsize=4096)
+def erp_snapshot_from_json(text: str) -> ErpOrderSnapshot:
+    """The ERP snapshot stored as ``text``, parsed once per distinct text.
+
+    Every answer about an order reads the same stored snapshot until the ERP is checked again;
+    parsing it (a dozen Money and Shipment validations) was most of an answer's CPU. The
+    snapshot model is frozen, so sharing one instance between answers is safe.
+    """
+    return ErpOrderSnapshot.model_validate_json(text)
+
+
+def age_seconds(as_of: datetime, now: datetime) -> float:
+    """How old an answer as of ``as_of`` is at ``now``, as the order 360 reports it."""
+    return round(max(0.0, (now - as_of).total_seconds()), 3)
+
+
 @dataclass(frozen=True)
 class Order360Rows:
     """The read model's rows for one order."""
@@ -110,7 +129,7 @@ class Order360Rows:
     def erp_snapshot(self) -> ErpOrderSnapshot | None:
         if self.order is None or not self.order.erp_snapshot:
             return None
-        return ErpOrderSnapshot.model_validate_json(self.order.erp_snapshot)
+        return erp_snapshot_from_json(self.order.erp_snapshot)
 
     @property
     def updated_at(self) -> datetime:
@@ -131,7 +150,6 @@ class Freshness:
     reason: str | None = None
     snapshot: ErpOrderSnapshot | None = None
     checked_at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _order_360_statements() -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
@@ -426,7 +444,7 @@ def compose_order_360(
         order_id=rows.order_id,
         stale=freshness.stale,
         as_of=freshness.as_of,
-        age_seconds=round(max(0.0, (now - freshness.as_of).total_seconds()), 3),
+        age_seconds=age_seconds(freshness.as_of, now),
         stale_reason=freshness.reason,
         status=_status(rows, snapshot),
         status_reason=rows.order.status_reason if rows.order is not None else None,

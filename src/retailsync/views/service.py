@@ -10,6 +10,9 @@ model. When the ERP is slow, down or its circuit is open the answer comes from t
 with ``stale: true``, the reason, ``as_of`` and ``age_seconds``. Requests for the same order
 share one check, and after a failed check an order is checked again only every
 ``recheck_after_failure_seconds``, so an ERP outage costs an agent nothing but the flag.
+When the ERP port can read many orders at once (the Tryton adapter can), the checks that start
+within a few milliseconds of each other are sent as one read
+(:class:`~retailsync.views.order_checks.BatchedOrderReads`).
 """
 
 from __future__ import annotations
@@ -27,17 +30,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from retailsync.db import run_read
-from retailsync.ports.erp import ErpOrderState, ErpPort
+from retailsync.ports.erp import ErpOrderBatchReads, ErpOrderState, ErpPort
 from retailsync.resilience.config import Lane
 from retailsync.resilience.errors import BusinessError, TransientError, UnknownReference
 from retailsync.resilience.guard import Downstream, ReadResult, StaleValue
 from retailsync.resilience.lanes import using_lane
+from retailsync.views.composed import ComposedViews
 from retailsync.views.errors import OrderNotInReadModel
 from retailsync.views.models import ErpOrderSnapshot, Order360View
+from retailsync.views.order_checks import BatchedOrderReads
 from retailsync.views.read import (
     Freshness,
     Order360Rows,
-    compose_order_360,
     load_order_360_rows,
     recorded_freshness,
 )
@@ -149,6 +153,17 @@ class Order360Service:
         self._checks: dict[str, asyncio.Task[_Check]] = {}
         self._check_started: dict[str, float] = {}
         self._failed_until: dict[str, float] = {}
+        self._composed = ComposedViews()
+        self._writing = asyncio.Lock()
+        # A guarded port that reads many orders at once gets the checks grouped (one request
+        # and one rate-limit token for all the checks that start within a few milliseconds).
+        self._grouped = (
+            BatchedOrderReads(erp)
+            if isinstance(erp, ErpOrderBatchReads)
+            and downstream is not None
+            and port_is_guarded(erp, downstream)
+            else None
+        )
 
     # --- reading --------------------------------------------------------------------------
 
@@ -161,13 +176,22 @@ class Order360Service:
 
     async def answer(self, order_id: str) -> Order360View:
         """The order 360 of ``order_id``; :class:`OrderNotInReadModel` when nobody knows it."""
+        rows, freshness = await self._rows_and_freshness(order_id)
+        return self._composed.view(rows, freshness, self._clock())
+
+    async def answer_json(self, order_id: str) -> bytes:
+        """:meth:`answer` serialized as the API sends it (from the composed-view cache)."""
+        rows, freshness = await self._rows_and_freshness(order_id)
+        return self._composed.json(rows, freshness, self._clock())
+
+    async def _rows_and_freshness(self, order_id: str) -> tuple[Order360Rows, Freshness]:
         rows = await self.rows(order_id)
         freshness = await self.freshness(order_id, rows)
         if rows is None:
             rows = await self.rows(order_id)  # the ERP check just recorded the order
             if rows is None:
                 raise OrderNotInReadModel(order_id)
-        return compose_order_360(rows, freshness, now=self._clock())
+        return rows, freshness
 
     async def freshness(self, order_id: str, rows: Order360Rows | None) -> Freshness:
         """Confirm the ERP-owned part when due; say how fresh the answer is."""
@@ -265,7 +289,11 @@ class Order360Service:
                 return None
             return StaleValue(None, checked)
 
+        grouped = self._grouped
+
         async def fetch() -> ErpOrderState | None:
+            if grouped is not None:
+                return await grouped.get_order(order_id)
             return await erp.get_order(order_id)
 
         try:
@@ -279,7 +307,7 @@ class Order360Service:
         except BusinessError as exc:
             if _is_not_found(exc):
                 now = self._clock()
-                await anyio.to_thread.run_sync(self._record_checked, order_id, None, now)
+                await self._record(self._record_checked, order_id, None, now)
                 return _Check(None, now, not_in_erp=True)
             return await self._failed(
                 order_id, f"the ERP refused the read: {exc}", snapshot, checked
@@ -289,7 +317,7 @@ class Order360Service:
             return await self._failed(order_id, reason, snapshot, checked)
         fresh = snapshot_of(result.value)
         now = self._clock()
-        await anyio.to_thread.run_sync(self._record_checked, order_id, fresh, now)
+        await self._record(self._record_checked, order_id, fresh, now)
         self._failed_until.pop(order_id, None)
         return _Check(fresh, now)
 
@@ -303,10 +331,20 @@ class Order360Service:
         if len(self._failed_until) > _MAX_TRACKED_ORDERS:
             self._failed_until.clear()
         self._failed_until[order_id] = time.monotonic() + self.policy.recheck_after_failure_seconds
-        await anyio.to_thread.run_sync(self._record_failed, order_id, failure, self._clock())
+        await self._record(self._record_failed, order_id, failure, self._clock())
         return _Check(snapshot, checked, failure=failure)
 
     # --- recording in the read model ------------------------------------------------------
+
+    async def _record(self, write: Callable[..., None], *args: Any) -> None:
+        """One check's result written in a worker thread, one write at a time.
+
+        Grouped checks finish together; their writes wait for the database's writer one after
+        another anyway, and a crowd of threads contending for the interpreter lock stalls the
+        event loop that answers the agents.
+        """
+        async with self._writing:
+            await anyio.to_thread.run_sync(write, *args)
 
     def _record_checked(
         self, order_id: str, snapshot: ErpOrderSnapshot | None, at: datetime
@@ -352,3 +390,4 @@ class Order360Service:
     def forget(self, order_id: str) -> None:
         """Drop what this process remembers about ``order_id`` (tests, manual refresh)."""
         self._failed_until.pop(order_id, None)
+        self._composed.forget(order_id)

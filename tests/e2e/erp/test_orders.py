@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from erp_e2e_support import ADA, SqlRecordingPublisher, make_order
 from sqlalchemy.engine import Engine
@@ -114,3 +116,62 @@ async def test_unshipped_order_is_cancelled_and_its_stock_released(
     after = await erp_adapter.get_stock("RS-SNEAKER-42", "STO")
     assert (after.on_hand, after.reserved) == (before.on_hand, before.reserved)
     assert (await erp_adapter.cancel_order(order.id)).status is OrderStatus.CANCELLED
+
+
+async def test_order_state_with_shipments_and_invoices_is_one_erp_request(
+    erp_adapter: TrytonErpAdapter, erp_client: TrytonClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order 360's freshness check spends one rate-limit token per order, not five."""
+    order = make_order(("RS-TSHIRT-M", 1), ("RS-CAP", 2))
+    await erp_adapter.submit_order(order, ADA)
+    await erp_adapter.record_dispatch(order.id)
+    await erp_adapter.post_invoices(order.id)
+    await erp_adapter.company()  # read once per adapter, not per order
+    methods = count_requests(erp_client, monkeypatch)
+    state = await erp_adapter.get_order(order.id)
+
+    assert methods == ["model.sale.sale.read"]
+    (shipment,) = state.shipments
+    assert sorted((line.sku, line.quantity) for line in shipment.lines) == [
+        ("RS-CAP", 2),
+        ("RS-TSHIRT-M", 1),
+    ]
+    (invoice,) = state.postings
+    assert invoice.amount == order.grand_total
+    assert state.status is OrderStatus.SHIPPED
+
+
+async def test_many_orders_states_are_one_erp_request(
+    erp_adapter: TrytonErpAdapter, erp_client: TrytonClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The order 360 groups its freshness checks: the states of several orders in one read,
+    equal to reading each alone; an order the ERP does not have is left out."""
+    shipped = make_order(("RS-CAP", 1))
+    open_order = make_order(("RS-TSHIRT-M", 3))
+    for order in (shipped, open_order):
+        await erp_adapter.submit_order(order, ADA)
+    await erp_adapter.record_dispatch(shipped.id)
+    unknown = make_order(("RS-CAP", 1)).id
+    alone = {oid: await erp_adapter.get_order(oid) for oid in (shipped.id, open_order.id)}
+    methods = count_requests(erp_client, monkeypatch)
+    together = await erp_adapter.get_orders([shipped.id, open_order.id])
+    assert methods == ["model.sale.sale.read"]
+    assert together == alone
+    assert together[shipped.id].status is OrderStatus.SHIPPED
+
+    methods.clear()
+    assert set(await erp_adapter.get_orders([unknown, open_order.id])) == {open_order.id}
+    assert methods == ["model.sale.sale.search", "model.sale.sale.read"]
+
+
+def count_requests(client: TrytonClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The JSON-RPC methods ``client`` sends from now on (the calls still reach the ERP)."""
+    methods: list[str] = []
+    real_call = client.call
+
+    async def counting_call(method: str, params: Any, *, context: bool = True) -> Any:
+        methods.append(method)
+        return await real_call(method, params, context=context)
+
+    monkeypatch.setattr(client, "call", counting_call)
+    return methods

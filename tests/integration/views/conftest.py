@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.engine import Engine
 from views_support import IssueKey
 
 from retailsync.api.app import create_app
@@ -16,6 +17,16 @@ from retailsync.api.scopes import Scope
 from retailsync.api.settings import GovernanceSettings, RateLimitSettings, governance_settings
 from retailsync.bootstrap import Hub, bootstrap
 from retailsync.config import Settings
+from retailsync.db import create_engine_for, upgrade_database
+
+
+@pytest.fixture
+def engine(sqlite_url: str) -> Iterator[Engine]:
+    """The hub's database (SQLite, migrated), without a hub around it."""
+    upgrade_database(sqlite_url)
+    engine = create_engine_for(sqlite_url)
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

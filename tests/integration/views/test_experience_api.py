@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from views_support import IssueKey, OrderStory, eur
+from views_support import IssueKey, OrderStory, erp_processing
 
 from retailsync.bootstrap import Hub
 from retailsync.domain.identifiers import EntityKind, new_id
-from retailsync.domain.orders import OrderStatus
 from retailsync.ports.erp import ErpOrderState
 from retailsync.resilience.errors import DownstreamUnavailable, UnknownReference
 from retailsync.views import FreshnessPolicy, apply_event
@@ -37,14 +36,7 @@ class ScriptedErp:
             raise UnknownReference(f"no sale for {order_id}", downstream="erp")
         if self.mode == "slow":
             await asyncio.sleep(self.delay)
-        return ErpOrderState(
-            order_id=order_id,
-            erp_id="7",
-            status=OrderStatus.PROCESSING,
-            erp_state="processing / shipment waiting / invoice pending",
-            total=eur("73.21"),
-            cancellable=True,
-        )
+        return erp_processing(order_id)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -17,14 +16,7 @@ from retailsync.db import create_engine_for, upgrade_database
 from retailsync.domain.orders import OrderStatus
 from retailsync.views import apply_event, order_360, order_360_subscription
 from retailsync.views.models import Order360View, PaymentStatus
-
-
-@pytest.fixture
-def engine(sqlite_url: str) -> Iterator[Engine]:
-    upgrade_database(sqlite_url)
-    engine = create_engine_for(sqlite_url)
-    yield engine
-    engine.dispose()
+from retailsync.views.read import load_order_360_rows
 
 
 def _apply_all(engine: Engine, events: list) -> None:
@@ -145,3 +137,25 @@ def test_the_read_model_works_on_postgresql(postgres_url: str) -> None:
         engine.dispose()
     assert view.status is OrderStatus.SHIPPED
     assert view.payment is not None and view.payment.status is PaymentStatus.PARTIALLY_REFUNDED
+
+
+def test_an_orders_open_exceptions_are_found_by_key_not_by_walking_the_queue(
+    engine: Engine,
+) -> None:
+    story = OrderStory()
+    _apply_all(engine, story.all_events())
+    executed: list[tuple[str, object]] = []
+
+    def record(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if "bus_exceptions" in statement:
+            executed.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        with engine.connect() as connection:
+            load_order_360_rows(connection, story.order.id)
+            ((statement, parameters),) = executed
+            plan = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert "ix_bus_exceptions_partition_key" in " ".join(str(row[-1]) for row in plan), plan

@@ -28,6 +28,7 @@ from retailsync.domain.orders import Order, OrderLine, OrderStatus
 from retailsync.domain.refunds import Refund
 from retailsync.domain.returns import ReturnAuthorization, ReturnLine, ReturnReason
 from retailsync.domain.shipments import Shipment, ShipmentExceptionCode, ShipmentLine
+from retailsync.ports.erp import ErpOrderState
 
 IssueKey = Callable[..., str]
 """``issue_key("experience:read", ...)`` -> a fresh API key holding those scopes."""
@@ -37,6 +38,18 @@ T0 = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=3)
 
 def eur(amount: str) -> Money:
     return Money.of(amount, "EUR")
+
+
+def erp_processing(order_id: str) -> ErpOrderState:
+    """What a scripted ERP answers for an order it holds: processing, shipment waiting."""
+    return ErpOrderState(
+        order_id=order_id,
+        erp_id="7",
+        status=OrderStatus.PROCESSING,
+        erp_state="processing / shipment waiting / invoice pending",
+        total=eur("73.21"),
+        cancellable=True,
+    )
 
 
 def make_order(order_id: str | None = None, placed_at: dt.datetime = T0) -> Order:

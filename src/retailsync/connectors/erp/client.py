@@ -27,6 +27,7 @@ from retailsync.connectors.erp.errors import (
 )
 from retailsync.observability.otel import traceparent_hooks
 from retailsync.resilience.guard import Downstream
+from retailsync.resilience.http import ClosingClient
 from retailsync.resilience.lanes import current_lane
 
 Domain = list[Any]
@@ -167,7 +168,7 @@ def is_mutating(method: str) -> bool:
     return not (name in _READ_METHODS or name.startswith("on_change"))
 
 
-class TrytonClient:
+class TrytonClient(ClosingClient):
     """Async JSON-RPC client for one Tryton database, with transparent session renewal."""
 
     def __init__(
@@ -189,12 +190,6 @@ class TrytonClient:
         self._session: str | None = None
         self._context: dict[str, Any] | None = None
         self.logins = 0  # how many times a session was opened (visible for monitoring/tests)
-
-    async def __aenter__(self) -> TrytonClient:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -7,6 +7,7 @@ cross-reference table (:mod:`retailsync.xref`, system ``"tryton"``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,17 @@ IMMUTABLE_LINKS = frozenset(
 )
 """Documents whose cross-reference never changes once made (a customer's may: merges)."""
 _MAX_REMEMBERED_LINKS = 50_000
+
+ORDER_STATE_FIELDS = (
+    *mapping_order.SALE_FIELDS,
+    *(f"shipments.{name}" for name in mapping_shipment.SHIPMENT_FIELDS),
+    *(f"shipments.outgoing_moves.{name}" for name in mapping_shipment.MOVE_FIELDS),
+    "shipments.outgoing_moves.product.code",
+    *(f"invoices.{name}" for name in mapping_invoice.INVOICE_FIELDS),
+)
+"""A sale with its shipments, their moves and product codes, and its invoices: Tryton reads
+related records named ``field.subfield`` in the same call, so the ERP state of an order costs
+one request (one rate-limit token) instead of five."""
 
 
 @dataclass(frozen=True)
@@ -419,11 +431,39 @@ class TrytonErpAdapter:
         assert sale_id is not None
         return await self._order_state(order_id, sale_id)
 
+    async def get_orders(self, order_ids: Sequence[str]) -> dict[str, ErpOrderState]:
+        """Many orders' states in one read (:class:`~retailsync.ports.erp.ErpOrderBatchReads`);
+        orders the ERP does not have are left out."""
+        sale_ids: dict[str, int] = {}
+        for order_id in dict.fromkeys(order_ids):
+            sale_id = await self._sale_id(order_id, required=False)
+            if sale_id is not None:
+                sale_ids[order_id] = sale_id
+        if not sale_ids:
+            return {}
+        sales = await self.client.read(SALE, list(set(sale_ids.values())), ORDER_STATE_FIELDS)
+        by_id = {int(sale["id"]): sale for sale in sales}
+        states: dict[str, ErpOrderState] = {}
+        for order_id, sale_id in sale_ids.items():
+            if sale_id in by_id:
+                states[order_id] = await self._state_of(order_id, sale_id, by_id[sale_id])
+                # Mapping a sale takes a fraction of a millisecond; let the requests that share
+                # this event loop in between the orders of a large group.
+                await asyncio.sleep(0)
+        return states
+
     async def _order_state(self, order_id: str, sale_id: int) -> ErpOrderState:
+        (sale,) = await self.client.read(SALE, [sale_id], ORDER_STATE_FIELDS)
+        return await self._state_of(order_id, sale_id, sale)
+
+    async def _state_of(self, order_id: str, sale_id: int, sale: Record) -> ErpOrderState:
+        """The canonical state of the sale read with :data:`ORDER_STATE_FIELDS`."""
         company = await self.company()
-        (sale,) = await self.client.read(SALE, [sale_id], mapping_order.SALE_FIELDS)
-        shipments = await self.shipments(sale["shipments"], order_id=order_id)
-        postings = await self.postings(sale["invoices"], order_id=order_id)
+        shipment_records = sale.get("shipments.") or []
+        moves = [move for rec in shipment_records for move in rec.get("outgoing_moves.") or []]
+        skus = {int(m["product"]): str(m["product."]["code"]) for m in moves}
+        shipments = await self._to_shipments(shipment_records, moves, skus, order_id=order_id)
+        postings = await self._to_postings(sale.get("invoices.") or [], order_id=order_id)
         voided = self._voided(sale, shipments, postings)
         status = (
             OrderStatus.CANCELLED
@@ -467,6 +507,16 @@ class TrytonErpAdapter:
         move_ids = [m for rec in records for m in rec["outgoing_moves"]]
         moves = await self.client.read("stock.move", move_ids, mapping_shipment.MOVE_FIELDS)
         skus = await self.skus(m["product"] for m in moves)
+        return await self._to_shipments(records, moves, skus, order_id=order_id)
+
+    async def _to_shipments(
+        self,
+        records: Sequence[Record],
+        moves: Sequence[Record],
+        skus: Mapping[int, str],
+        *,
+        order_id: str,
+    ) -> list[Shipment]:
         by_id = {m["id"]: m for m in moves}
         result = []
         for rec in records:
@@ -492,8 +542,13 @@ class TrytonErpAdapter:
         """Canonical postings for Tryton invoices / credit notes."""
         if not invoice_ids:
             return []
-        company = await self.company()
         records = await self.client.read(INVOICE, invoice_ids, mapping_invoice.INVOICE_FIELDS)
+        return await self._to_postings(records, order_id=order_id, rma_id=rma_id)
+
+    async def _to_postings(
+        self, records: Sequence[Record], *, order_id: str | None = None, rma_id: str | None = None
+    ) -> list[FinancialPosting]:
+        company = await self.company()
         result = []
         for rec in records:
             posting_id = await self.canonical_id(EntityKind.POSTING, rec["id"])
