@@ -391,6 +391,10 @@ class BusOptions:
     auto_retry_interval: float = 5.0  # how often healthy downstreams' transient entries retry
     auto_retry_rate: float = 10.0  # automatic retries per second at most
     shards: int = 16  # SQL: partition-key hash buckets (leases, cursors); fixed per database
+    # SQL: a delivery batch starts no further handler once its transaction is this old
+    # (seconds); the rest of the batch goes in the next one. On SQLite the transaction holds
+    # the database's only write lock: publishing and every other writer wait for it.
+    delivery_hold_limit: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)

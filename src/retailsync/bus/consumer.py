@@ -20,6 +20,7 @@ import builtins
 import hashlib
 import json
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -122,6 +123,7 @@ class DeliveryStatus(StrEnum):
     STALE = "stale"  # handler ran, saw an older entity version and skipped it
     FAILED = "failed"
     HELD = "held"  # deliver_batch: its key is blocked (parked); handler not called
+    DEFERRED = "deferred"  # deliver_batch: the batch ran out of time first; not attempted
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +356,7 @@ class Consumer:
         blocked: set[tuple[str, str]],
         on_failure: FailureHook,
         claim_off_loop: bool | None = None,
+        deadline: float | None = None,
     ) -> None:
         """Deliver ``items`` in order inside ``conn``'s open transaction (live delivery).
 
@@ -365,7 +368,10 @@ class Consumer:
         of a blocked key become HELD (``blocked`` grows when ``on_failure`` says so). The
         records of FAILED and HELD items are deleted again before this returns, so they
         commit only for events whose handler succeeded. ``claim_off_loop``: run the claim in
-        a worker thread (default: for batches of 100 events or more).
+        a worker thread (default: for batches of 100 events or more). ``deadline`` (a
+        ``time.monotonic()`` value): once it has passed, the items not yet attempted (never
+        the first) become DEFERRED (records released, no handler call); the caller delivers
+        them again later.
         """
         if not items:
             return
@@ -387,9 +393,23 @@ class Consumer:
         release: list[tuple[str, str]] = []
         stale: list[tuple[str, str]] = []
         savepoints = driver.HandlerSavepoints(conn)
-        for item, digest in zip(items, digests, strict=True):
+        out_of_time = False
+        for position, (item, digest) in enumerate(zip(items, digests, strict=True)):
             name = item.subscription.name
             record = (name, digest)
+            if (
+                deadline is not None
+                and not out_of_time
+                and position  # the first item always goes: every batch makes progress
+                and time.monotonic() >= deadline
+            ):
+                out_of_time = True
+            if out_of_time:
+                item.status = DeliveryStatus.DEFERRED
+                if record in claimed:
+                    claimed.discard(record)
+                    release.append(record)
+                continue
             if (name, item.key) in blocked:
                 item.status = DeliveryStatus.HELD
                 if record in claimed:

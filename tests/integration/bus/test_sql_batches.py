@@ -9,16 +9,20 @@ and that each key keeps its order.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import sqlalchemy as sa
 
 from retailsync.bus import tables as t
-from retailsync.bus.backend import BusOptions, Subscription
+from retailsync.bus.backend import BusOptions, DeliveryContext, RetryPolicy, Subscription
 from retailsync.bus.backends.sql import shard_of
 from retailsync.bus.testkit import RecordingHandler, effect_rows, ensure_effects_table
 from retailsync.bus.testkit import keyed_event as event
 from retailsync.bus.validation import partition_key_of
 from retailsync.db import create_engine_for
+from retailsync.domain.events import CloudEvent
+from retailsync.resilience.errors import DownstreamUnavailable
 
 SMALL = BusOptions(poll_interval=0.01, lease_ttl=2.0, delivery_batch_size=7, shards=8)
 SQL_BACKENDS = pytest.mark.parametrize("bus_backend_factory", ["sqlite", "postgres"], indirect=True)
@@ -105,3 +109,85 @@ async def test_a_delivery_moves_every_cursor_to_the_batch_end(bus_backend_factor
     engine.dispose()
     assert cursors == {last}
     assert [e.id for e in handler.handled] == [f"only-key-{n}" for n in range(3)]
+
+
+@SQL_BACKENDS
+async def test_a_batch_out_of_time_leaves_the_rest_to_the_next_one(bus_backend_factory) -> None:
+    """With no time to spare every batch delivers its first event and defers the others: the
+    deferred ones are delivered later, once each, in order per key, their effects once."""
+    handler = RecordingHandler(write_effects=True)
+    no_time = BusOptions(
+        poll_interval=0.01, lease_ttl=2.0, delivery_batch_size=50, shards=8, delivery_hold_limit=0
+    )
+    bus = await bus_backend_factory([Subscription("orders", handler)], options=no_time)
+    engine = create_engine_for(bus_backend_factory.database_url)
+    ensure_effects_table(engine)
+    events = [event(f"k{k}", n) for n in range(6) for k in range(5)]
+    await bus.publish(events)
+    await bus.deliver_until_idle(timeout=30)
+    assert [e.id for e in handler.handled] == [e.id for e in events]
+    assert len(effect_rows(engine, "orders")) == len(events)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("bus_backend_factory", ["sqlite"], indirect=True)
+async def test_slow_handlers_do_not_hold_publishing_for_a_whole_batch(bus_backend_factory) -> None:
+    """SQLite has one write lock and a delivery batch holds it while its handlers run (a
+    handler may wait on a downstream's HTTP answer): the batch stops after its time limit so a
+    publish waits for one handler, not for all of them."""
+    log: list[str] = []
+    first_running = asyncio.Event()
+    all_handled = asyncio.Event()
+
+    async def slow(event_: CloudEvent, ctx: DeliveryContext) -> None:
+        log.append(event_.id)
+        first_running.set()
+        await asyncio.sleep(0.05)
+        if len([entry for entry in log if entry != "published"]) == 11:
+            all_handled.set()
+
+    options = BusOptions(
+        poll_interval=0.01, lease_ttl=2.0, delivery_batch_size=50, delivery_hold_limit=0.01
+    )
+    bus = await bus_backend_factory([Subscription("slow", slow)], options=options)
+    await bus.publish([event("k", n) for n in range(10)])
+    stop = asyncio.Event()
+    delivery = asyncio.create_task(bus.run_delivery(stop))
+    await first_running.wait()
+    await bus.publish([event("other", 0)])
+    log.append("published")
+    await asyncio.wait_for(all_handled.wait(), 10)
+    stop.set()
+    await delivery
+    # Before the limit the publish waited for all ten handlers (log index 10).
+    assert log.index("published") <= 3, log
+
+
+@SQL_BACKENDS
+async def test_parked_keys_out_of_time_stay_parked_for_the_next_batch(bus_backend_factory) -> None:
+    """Every key's first event fails once; with no time to spare each batch retries one
+    parked key and leaves the others parked: all are delivered once, in order per key."""
+
+    def fail_first_try(ev: CloudEvent, attempt: int) -> Exception | None:
+        if ev.id.endswith("-0") and attempt == 1:
+            return DownstreamUnavailable("ERP answered 503", downstream="erp")
+        return None
+
+    handler = RecordingHandler(fail=fail_first_try, write_effects=True)
+    no_time = BusOptions(
+        poll_interval=0.01, lease_ttl=2.0, delivery_batch_size=50, shards=8, delivery_hold_limit=0
+    )
+    fast_retry = RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.02, jitter=0.1)
+    bus = await bus_backend_factory(
+        [Subscription("orders", handler, retry=fast_retry)], options=no_time
+    )
+    engine = create_engine_for(bus_backend_factory.database_url)
+    ensure_effects_table(engine)
+    events = [event(f"k{k}", n) for n in range(3) for k in range(6)]
+    await bus.publish(events)
+    await bus.deliver_until_idle(timeout=30)
+    assert sorted(e.id for e in handler.handled) == sorted(e.id for e in events)
+    assert in_order_per_key(handler)
+    assert len(effect_rows(engine, "orders")) == len(events)
+    assert await bus.exceptions.count() == 0
+    engine.dispose()

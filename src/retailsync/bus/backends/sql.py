@@ -22,6 +22,7 @@ import os
 import random
 import socket
 import threading
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -674,6 +675,7 @@ class SqlEventBus(EventBusBackend):
             return work
         async with self._writer():
             with self.engine.connect() as conn, conn.begin():
+                deadline = time.monotonic() + self.options.delivery_hold_limit
                 cursors = self._owned_cursors(conn, sub.name, shards, lock=True)
                 for shard in shards:
                     if shard not in cursors:
@@ -681,7 +683,7 @@ class SqlEventBus(EventBusBackend):
                 if not cursors:
                     return work
                 batch = _Batch(sub.name)
-                blocked = await self._settle_parked(conn, sub, list(cursors), batch, work)
+                blocked = await self._settle_parked(conn, sub, list(cursors), batch, work, deadline)
                 if fetched.cursors != cursors:
                     fetched = self._read_new(conn, sub, cursors)
                 items = fetched.items
@@ -711,10 +713,20 @@ class SqlEventBus(EventBusBackend):
                     return True
 
                 await self.consumer.deliver_batch(
-                    conn, items, blocked={(sub.name, key) for key in blocked}, on_failure=failed
+                    conn,
+                    items,
+                    blocked={(sub.name, key) for key in blocked},
+                    on_failure=failed,
+                    deadline=deadline,
                 )
+                last = fetched.last
                 for item in items:
                     status = item.status
+                    if status is DeliveryStatus.DEFERRED:
+                        # out of time: the cursors stop just before it (every event of these
+                        # shards below it was delivered or is not for this subscription)
+                        last = item.stored.sequence - 1
+                        break
                     if status is DeliveryStatus.HELD:
                         self._park(
                             conn,
@@ -728,7 +740,6 @@ class SqlEventBus(EventBusBackend):
                         )
                     elif status is not DeliveryStatus.DUPLICATE:
                         work.handled += 1
-                last = fetched.last
                 if last is not None:
                     # Every event of these shards up to the batch's last sequence is in the
                     # batch (see _fetch_new): each cursor moves there, also past other shards'
@@ -840,10 +851,17 @@ class SqlEventBus(EventBusBackend):
         return statement.run(conn, params)
 
     async def _settle_parked(
-        self, conn: sa.Connection, sub: Subscription, shards: list[int], batch: _Batch, work: _Round
+        self,
+        conn: sa.Connection,
+        sub: Subscription,
+        shards: list[int],
+        batch: _Batch,
+        work: _Round,
+        deadline: float | None = None,
     ) -> set[str]:
         """Retry due heads of parked keys (and the events held behind them that can now go);
-        returns the keys still blocked."""
+        returns the keys still blocked. After ``deadline`` (``time.monotonic()``) no further
+        key is started: the rest stay parked and due for the next batch."""
         mark = driver.placeholder(conn)
         anything = driver.execute(
             conn, f"SELECT 1 FROM {t.parked.name} WHERE subscriber = {mark} LIMIT 1", (sub.name,)
@@ -877,7 +895,9 @@ class SqlEventBus(EventBusBackend):
             for r in by_key[key]
         }
         self._prefetch_inbox(conn, batch, [s.event for s in parsed.values()])
-        for key in due_heads:
+        for position, key in enumerate(due_heads):
+            if position and deadline is not None and time.monotonic() >= deadline:
+                break
             for row in by_key[key]:
                 if as_utc(row.next_attempt_at) > now:
                     break
