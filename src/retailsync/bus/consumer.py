@@ -397,21 +397,18 @@ class Consumer:
         for position, (item, digest) in enumerate(zip(items, digests, strict=True)):
             name = item.subscription.name
             record = (name, digest)
-            if (
+            skipped: DeliveryStatus | None = None
+            if out_of_time or (
                 deadline is not None
-                and not out_of_time
                 and position  # the first item always goes: every batch makes progress
                 and time.monotonic() >= deadline
             ):
                 out_of_time = True
-            if out_of_time:
-                item.status = DeliveryStatus.DEFERRED
-                if record in claimed:
-                    claimed.discard(record)
-                    release.append(record)
-                continue
-            if (name, item.key) in blocked:
-                item.status = DeliveryStatus.HELD
+                skipped = DeliveryStatus.DEFERRED
+            elif (name, item.key) in blocked:
+                skipped = DeliveryStatus.HELD
+            if skipped is not None:  # not attempted: its record must not commit
+                item.status = skipped
                 if record in claimed:
                     claimed.discard(record)
                     release.append(record)
