@@ -8,6 +8,9 @@ the shard), ``bus_workers``
 (heartbeats) and ``bus_parked`` (events waiting for a retry, or held behind a failing event of
 the same key). Consumer side (every backend): ``bus_inbox`` (the idempotent-consumer record),
 ``bus_entity_versions``, ``bus_exceptions`` and ``bus_exception_actions`` (audit).
+JetStream backend only (migration ``bus_0002``): ``bus_partition_leases`` (which worker pulls
+a (subscription, partition) consumer, per namespace) and ``bus_partition_workers`` (the live
+workers of a namespace, for a fair share of partitions).
 """
 
 from __future__ import annotations
@@ -67,6 +70,24 @@ workers = sa.Table(
     sa.Column("hostname", sa.String(200), nullable=False),
     sa.Column("pid", sa.Integer, nullable=False),
     sa.Column("started_at", When, nullable=False),
+    sa.Column("heartbeat_at", When, nullable=False),
+)
+
+partition_leases = sa.Table(
+    "bus_partition_leases",
+    metadata,
+    sa.Column("namespace", sa.String(64), primary_key=True),
+    sa.Column("subscriber", sa.String(100), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("owner", sa.String(200)),
+    sa.Column("lease_expires_at", When),
+)
+
+partition_workers = sa.Table(
+    "bus_partition_workers",
+    metadata,
+    sa.Column("namespace", sa.String(64), primary_key=True),
+    sa.Column("worker_id", sa.String(200), primary_key=True),
     sa.Column("heartbeat_at", When, nullable=False),
 )
 

@@ -53,7 +53,7 @@ from retailsync.bus.backend import (
     Subscription,
 )
 from retailsync.bus.backends import nats_parking as parking
-from retailsync.bus.backends.nats_delivery import DeliveryRun, PartitionPull, wait_until_idle
+from retailsync.bus.backends.nats_delivery import DeliveryRun, wait_until_idle
 from retailsync.bus.backends.nats_errors import (
     NatsSettingInvalid,
     NatsUnavailable,
@@ -124,7 +124,6 @@ class NatsEventBus(EventBusBackend):
         self.ack_wait = max(1.0, self.options.lease_ttl)
         self.fetch_timeout = self.settings.fetch_timeout or min(2.0, max(0.25, self.ack_wait / 4))
         self._subscriptions: dict[str, Subscription] = {}
-        self.partition_pulls: dict[tuple[str, int], PartitionPull] = {}
         self.advisory_subscription: JetStreamContext.PullSubscription | None = None
         self._consumer_owner: dict[str, tuple[str, int]] = {}
         self._nc: Client | None = None
@@ -153,6 +152,12 @@ class NatsEventBus(EventBusBackend):
     def consumer_owner(self, consumer: str) -> tuple[str, int] | None:
         """The (subscription, partition) a durable consumer name belongs to, if ours."""
         return self._consumer_owner.get(consumer)
+
+    @property
+    def nc(self) -> Client:
+        if self._nc is None:
+            raise RuntimeError("the NATS bus is not started: call `await bus.start()` first")
+        return self._nc
 
     @property
     def js(self) -> JetStreamContext:
@@ -197,9 +202,6 @@ class NatsEventBus(EventBusBackend):
             for partition in range(self.layout.partitions):
                 name = await self._ensure_consumer(sub, partition)
                 self._consumer_owner[name] = (sub.name, partition)
-                pull = PartitionPull(self._nc, self.layout.stream, name, expires=self.fetch_timeout)
-                await pull.open()
-                self.partition_pulls[(sub.name, partition)] = pull
         if self._subscriptions:
             await self._ensure_advisory_consumer()
         _open_namespaces[(url, self.layout.namespace)] = (
@@ -223,8 +225,6 @@ class NatsEventBus(EventBusBackend):
                 _open_namespaces[key] = count
             else:
                 _open_namespaces.pop(key, None)
-            for pull in self.partition_pulls.values():
-                await pull.close()
             if self.advisory_subscription is not None:
                 with contextlib.suppress(Exception):
                     await self.advisory_subscription.unsubscribe()
@@ -232,7 +232,6 @@ class NatsEventBus(EventBusBackend):
                 await nc.close()  # not drain(): see the note on pull subscriptions
             if self.settings.delete_on_close:
                 _schedule_deletion(*key)
-        self.partition_pulls.clear()
         self.advisory_subscription = None
         self._js = None
         if self._own_engine:
@@ -275,7 +274,11 @@ class NatsEventBus(EventBusBackend):
                 await self.js.consumer_info(self.layout.stream, name)
             return name
         current = info.config
-        if current.ack_wait != wanted.ack_wait or current.max_deliver != wanted.max_deliver:
+        if (
+            current.ack_wait != wanted.ack_wait
+            or current.max_deliver != wanted.max_deliver
+            or current.max_ack_pending != wanted.max_ack_pending
+        ):
             try:
                 await self.js.add_consumer(
                     self.layout.stream,
@@ -509,10 +512,8 @@ class NatsEventBus(EventBusBackend):
 
     async def _server_idle(self) -> bool:
         js = self.js
-        for subscriber, partition in self.partition_pulls:
-            info = await js.consumer_info(
-                self.layout.stream, self.layout.consumer_name(subscriber, partition)
-            )
+        for consumer in self._consumer_owner:
+            info = await js.consumer_info(self.layout.stream, consumer)
             if info.num_pending or info.num_ack_pending:
                 return False
         if self.advisory_subscription is not None:

@@ -1,12 +1,14 @@
 """Live delivery for the JetStream backend: pull, hand to the SQL consumer, ack.
 
-Per (subscription, partition) a fetcher keeps one pull request open on its durable consumer
-(:class:`PartitionPull`; ``MaxAckPending=1``: the server hands a partition's next event to
-one worker only after the previous one is acked, whichever process holds it). One processor
-takes what the fetchers hold and delivers it in a single SQL transaction
+A run serves the (subscription, partition) consumers whose leases it holds
+(:mod:`.nats_leases`: a fair share of the namespace's partitions among its live workers). Per
+served partition a fetcher keeps one pull request open (:class:`PartitionPull`; up to
+``max_in_flight`` events of the partition in hand, in stream order). One processor takes
+what the fetchers hold and delivers it in a single SQL transaction
 (:meth:`~retailsync.bus.consumer.Consumer.deliver_batch`: one inbox claim for the batch, a
-savepoint only for handlers that write), commits, then acks. A heartbeat
-keeps held events from timing out (``in_progress``) while they wait or run. Failing events
+savepoint only for handlers that write), checks the batch's leases (fencing), commits, then
+acks. A heartbeat keeps held events from timing out (``in_progress``) while they wait or
+run, as long as the leases are known to be valid. Failing events
 are parked in SQL (:mod:`.nats_parking`) and retried by the parked-retry loop;
 MAX_DELIVERIES advisories become exception entries.
 """
@@ -15,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import nats.errors
@@ -33,6 +37,7 @@ from retailsync.bus import tables as t
 from retailsync.bus.backend import AttemptRecord, Classification, StoredEvent, Subscription
 from retailsync.bus.backends import nats_parking as parking
 from retailsync.bus.backends.nats_errors import EventNoLongerStored, MaxDeliveriesExceeded
+from retailsync.bus.backends.nats_leases import Acquired, PartitionKey, PartitionLeases
 from retailsync.bus.consumer import (
     BatchItem,
     DeliveryStatus,
@@ -57,24 +62,34 @@ _JS_API = "$JS.API"
 _PARKED_BATCH = 50
 _DB_RETRY_MAX = 5.0
 _FETCH_ERROR_PAUSE = 0.5
+PULL_BATCH = 256
+_SHORTEST_PULL = 0.05
 
 
 class PartitionPull:
     """A continuous pull on one partition consumer.
 
-    One pull request for up to ``batch`` events stays open (until ``expires``); with
-    ``MaxAckPending=1`` the server sends the partition's next event as soon as the previous one
-    is acked, without a new request per event. A new request goes out when the open one is
-    used up, expired or refused.
+    One pull request for up to ``batch`` events stays open (until ``expires``); the server
+    sends the partition's events on it as they arrive, as long as fewer than the consumer's
+    ``MaxAckPending`` are unacknowledged, without a new request per event. A new request goes
+    out when the open one is used up, expired or refused.
     """
 
     def __init__(
-        self, nc: Client, stream: str, consumer: str, *, batch: int = 256, expires: float = 1.0
+        self,
+        nc: Client,
+        stream: str,
+        consumer: str,
+        *,
+        batch: int = PULL_BATCH,
+        expires: float = 1.0,
+        open_until: Callable[[], float] | None = None,
     ) -> None:
         self._nc = nc
         self._subject = f"{_JS_API}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
-        self._batch = batch
+        self.batch = batch  # events asked for by the next pull request
         self._expires = expires
+        self._open_until = open_until  # event-loop time no pull request may outlast
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._inbox = ""
         self._sub: Any = None
@@ -90,9 +105,16 @@ class PartitionPull:
 
     async def _request(self) -> None:
         loop = asyncio.get_running_loop()
-        self._remaining = self._batch
-        self._deadline = loop.time() + self._expires
-        request = {"batch": self._batch, "expires": int(self._expires * 1_000_000_000)}
+        expires = self._expires
+        if self._open_until is not None:
+            expires = min(expires, self._open_until() - loop.time())
+            if expires < _SHORTEST_PULL:  # not allowed to pull now: look again shortly
+                self._remaining = 0
+                self._deadline = loop.time() + _SHORTEST_PULL
+                return
+        self._remaining = self.batch
+        self._deadline = loop.time() + expires
+        request = {"batch": self.batch, "expires": int(expires * 1_000_000_000)}
         await self._nc.publish(self._subject, json.dumps(request).encode(), reply=self._inbox)
 
     async def next(self) -> Msg:
@@ -130,8 +152,32 @@ class _Held:
 
     subscriber: str
     partition: int
+    sequence: int
     msg: Msg
-    done: asyncio.Future[None]
+    received_at: float  # event-loop time
+
+    @property
+    def key(self) -> PartitionKey:
+        return (self.subscriber, self.partition)
+
+
+@dataclass(eq=False)
+class _Served:
+    """A (subscription, partition) whose lease this run holds: its pull, the task feeding
+    it to the processor and the events it holds (by stream sequence)."""
+
+    key: PartitionKey
+    pull: PartitionPull
+    fetcher: asyncio.Task[None] | None = None
+    held: dict[int, _Held] = field(default_factory=dict)
+    emptied: asyncio.Event = field(default_factory=asyncio.Event)
+    releasing: bool = False
+
+    def discard(self, item: _Held) -> None:
+        if self.held.get(item.sequence) is item:
+            del self.held[item.sequence]
+            if not self.held:
+                self.emptied.set()
 
 
 @dataclass
@@ -150,13 +196,26 @@ class DeliveryRun:
     counters: DeliveryCounters = field(default_factory=DeliveryCounters)
     queue: asyncio.Queue[_Held | None] = field(default_factory=asyncio.Queue)
     held: set[_Held] = field(default_factory=set)
+    served: dict[PartitionKey, _Served] = field(default_factory=dict)
     busy: int = 0
     stopping: bool = False
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # a fetcher queued an event
+    lease_valid_until: float = 0.0  # event-loop time: heartbeats stop here unless renewed
     _connection: sa.Connection | None = None  # the live path's connection (see below)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    fetchers: list[asyncio.Task[None]] = field(default_factory=list)
+    _handbacks: set[asyncio.Task[None]] = field(default_factory=set)
     _rng: random.Random = field(default_factory=random.Random)
+    leases: PartitionLeases = field(init=False)
+
+    def __post_init__(self) -> None:
+        bus = self.bus
+        self.leases = PartitionLeases(
+            bus.engine,
+            namespace=bus.layout.namespace,
+            owner=f"{bus.config.worker_id}/{uuid.uuid4().hex[:12]}",
+            partitions=bus.layout.partitions,
+            ttl=bus.options.lease_ttl,
+        )
 
     # ------------------------------------------------------------------------------------
     # lifecycle
@@ -164,13 +223,7 @@ class DeliveryRun:
 
     def start(self, *, auto_retry: bool) -> None:
         bus = self.bus
-        for (subscriber, partition), pull in bus.partition_pulls.items():
-            self.fetchers.append(
-                asyncio.create_task(
-                    self._fetch_loop(subscriber, partition, pull),
-                    name=f"nats-fetch-{subscriber}-{partition}",
-                )
-            )
+        self.tasks.append(asyncio.create_task(self._lease_loop(), name="nats-leases"))
         self.tasks.append(asyncio.create_task(self._process_loop(), name="nats-process"))
         self.tasks.append(asyncio.create_task(self._heartbeat_loop(), name="nats-heartbeat"))
         self.tasks.append(asyncio.create_task(self._parked_loop(), name="nats-parked"))
@@ -180,12 +233,16 @@ class DeliveryRun:
             self.tasks.append(asyncio.create_task(self._auto_retry_loop(), name="nats-auto"))
 
     async def stop(self) -> None:
-        """Stop fetching, finish the batch in hand, give back anything not delivered."""
+        """Stop pulling, deliver what is in hand, give back anything not delivered and hand
+        the leases back (cleanly where nothing of ours is pending on the server)."""
         self.stopping = True
-        for task in self.fetchers:
+        lease_work = [task for task in self.tasks if task.get_name() == "nats-leases"]
+        lease_work += self._handbacks
+        for task in lease_work:
             task.cancel()
-        if self.fetchers:
-            await asyncio.wait(self.fetchers, timeout=5.0)
+        await asyncio.gather(*lease_work, return_exceptions=True)
+        for served in list(self.served.values()):
+            await self._stop_fetching(served)
         self.queue.put_nowait(None)
         for task in self.tasks:
             if task.get_name() != "nats-process":
@@ -195,41 +252,199 @@ class DeliveryRun:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.close_connection()
-        leftovers = [item for item in self.held if not item.done.done()]
-        for item in leftovers:
+        for item in list(self.held):
             with contextlib.suppress(Exception):
                 await item.msg.nak()
-            item.done.set_result(None)
         self.held.clear()
+        clean = [key for key, served in self.served.items() if await self._settled(served)]
+        unclean = [key for key in self.served if key not in clean]
+        with contextlib.suppress(Exception):
+            async with self.bus.sql_lock:
+                await driver.off_loop(self.leases.release, clean, True)
+                await driver.off_loop(self.leases.release, unclean, False)
+                await driver.off_loop(self.leases.leave)
+        self.served.clear()
 
     @property
     def locally_idle(self) -> bool:
         return self.queue.empty() and self.busy == 0 and not self.held
 
     # ------------------------------------------------------------------------------------
+    # partition leases
+    # ------------------------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        interval = max(0.05, self.bus.options.lease_ttl / 4)
+        while True:
+            await self.renew_leases()
+            await asyncio.sleep(interval)
+
+    async def renew_leases(self) -> None:
+        """Renew what this run serves, take a fair share of free partitions, hand back a
+        surplus (drained first) and drop what another worker took over."""
+        bus = self.bus
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:  # not behind sql_lock: a long batch must not keep the leases from renewing
+            lease_round = await driver.off_loop(
+                self.leases.renew, bus.subscription_names, set(self.served)
+            )
+        except sa.exc.DBAPIError as exc:
+            log.warning("bus.nats.lease_renewal_failed", extra={"error": repr(exc)})
+            if loop.time() >= self.lease_valid_until:
+                for key in list(self.served):
+                    await self._drop(key)
+            return
+        ttl = bus.options.lease_ttl
+        self.lease_valid_until = started + ttl - min(1.0, ttl / 10)
+        for key in lease_round.lost:
+            log.warning("bus.nats.partition_lost", extra={"partition": key})
+            await self._drop(key)
+        for acquired in lease_round.acquired:
+            if not self.stopping:
+                self._serve(acquired)
+        for key in lease_round.surplus:
+            self._hand_back(key)
+
+    def _serve(self, acquired: Acquired) -> None:
+        bus = self.bus
+        subscriber, partition = acquired.key
+        name = bus.layout.consumer_name(subscriber, partition)
+        pull = PartitionPull(
+            bus.nc,
+            bus.layout.stream,
+            name,
+            expires=bus.fetch_timeout,
+            open_until=lambda: self.lease_valid_until,
+        )
+        served = _Served(acquired.key, pull)
+        served.emptied.set()
+        self.served[acquired.key] = served
+        served.fetcher = asyncio.create_task(
+            self._fetch_loop(served, acquired.previous_expiry),
+            name=f"nats-fetch-{subscriber}-{partition}",
+        )
+
+    def _hand_back(self, key: PartitionKey) -> None:
+        served = self.served.get(key)
+        if served is None or served.releasing:
+            return
+        served.releasing = True
+        task = asyncio.create_task(self._release_when_drained(served), name="nats-handback")
+        self._handbacks.add(task)
+        task.add_done_callback(self._handbacks.discard)
+
+    async def _release_when_drained(self, served: _Served) -> None:
+        """Stop pulling, let the processor finish what the partition holds, then release
+        its lease: cleanly when nothing of it is pending on the server."""
+        await self._stop_fetching(served)
+        await served.emptied.wait()
+        clean = await self._settled(served)
+        async with self.bus.sql_lock:
+            await driver.off_loop(self.leases.release, [served.key], clean)
+        self.served.pop(served.key, None)
+
+    async def _drop(self, key: PartitionKey) -> None:
+        """Stop serving a partition whose lease is gone (or can no longer be trusted): what
+        it holds is neither acked nor given back (the processor skips it); the server hands
+        it out again after AckWait, before newer events (see ``_wait_for_previous``)."""
+        served = self.served.pop(key, None)
+        if served is None:
+            return
+        await self._stop_fetching(served)
+        for item in list(served.held.values()):
+            self.held.discard(item)
+        served.held.clear()
+        served.emptied.set()
+
+    async def _stop_fetching(self, served: _Served) -> None:
+        """No further events for ``served``: its fetcher ends and its pull inbox is
+        unsubscribed (the server serves no pull request without interest)."""
+        fetcher, served.fetcher = served.fetcher, None
+        if fetcher is not None:
+            fetcher.cancel()
+            await asyncio.gather(fetcher, return_exceptions=True)
+        await served.pull.close()
+
+    async def _settled(self, served: _Served) -> bool:
+        """True when the partition's consumer has nothing delivered and unacknowledged."""
+        bus = self.bus
+        name = bus.layout.consumer_name(*served.key)
+        try:
+            info = await bus.js.consumer_info(bus.layout.stream, name)
+        except Exception:
+            return False
+        return not info.num_ack_pending
+
+    async def _wait_for_previous(self, served: _Served, previous_expiry: datetime) -> bool:
+        """The previous holder stopped without handing the partition back cleanly: events it
+        held are still pending and the server hands them out again only after AckWait — if
+        this run pulled now, it would get newer events first. Wait until they are due again
+        (they then come back before anything newer, in stream order). True when something
+        was pending."""
+        if await self._settled(served):
+            return False
+        due = previous_expiry + timedelta(seconds=self.bus.ack_wait + self.bus.fetch_timeout)
+        delay = (due - utcnow()).total_seconds()
+        if delay > 0:
+            log.info(
+                "bus.nats.partition_takeover_wait",
+                extra={"partition": served.key, "seconds": round(delay, 3)},
+            )
+            await asyncio.sleep(delay)
+        return True
+
+    # ------------------------------------------------------------------------------------
     # live path
     # ------------------------------------------------------------------------------------
 
-    async def _fetch_loop(self, subscriber: str, partition: int, pull: PartitionPull) -> None:
+    async def _fetch_loop(self, served: _Served, previous_expiry: datetime | None) -> None:
+        careful = False
+        if previous_expiry is not None:
+            careful = await self._wait_for_previous(served, previous_expiry)
+        await served.pull.open()
         loop = asyncio.get_running_loop()
+        subscriber, partition = served.key
         while not self.stopping:
+            if careful:
+                # What the previous holder left comes back first, and one of those events may
+                # be what killed it: take them one at a time, each only after the one before
+                # was dealt with, so a poison event does not spend its neighbours'
+                # deliveries (max_deliver) by being handed out with them.
+                await served.emptied.wait()
+            served.pull.batch = 1 if careful else PULL_BATCH
             try:
-                msg = await pull.next()
+                msg = await served.pull.next()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # connection trouble: the client reconnects by itself
                 log.warning("bus.nats.fetch_failed", extra={"error": repr(exc)})
                 await asyncio.sleep(_FETCH_ERROR_PAUSE)
                 continue
-            item = _Held(subscriber, partition, msg, loop.create_future())
+            sequence = msg.metadata.sequence.stream
+            if sequence in served.held:  # handed out again while we hold it: keep the first
+                continue
+            if careful and msg.metadata.num_delivered <= 1:
+                careful = False  # past the events handed out before
+            item = _Held(subscriber, partition, sequence, msg, loop.time())
+            served.held[sequence] = item
+            served.emptied.clear()
             self.held.add(item)
             self.queue.put_nowait(item)
             self.arrived.set()
-            await item.done
+
+    def _forget(self, item: _Held) -> None:
+        self.held.discard(item)
+        served = self.served.get(item.key)
+        if served is not None:
+            served.discard(item)
+
+    def _serving(self, item: _Held) -> bool:
+        served = self.served.get(item.key)
+        return served is not None and served.held.get(item.sequence) is item
 
     async def _process_loop(self) -> None:
         limit = max(1, self.bus.options.delivery_batch_size)
-        expected: set[tuple[str, int]] = set()
         while True:
             first = await self.queue.get()
             if first is None:
@@ -237,13 +452,14 @@ class DeliveryRun:
             batch = [first]
             stop_after = self._take_queued(batch, limit)
             if not stop_after:
-                stop_after = await self._linger(batch, limit, expected)
-            self.busy += 1
-            try:
-                await self._deliver_live(batch)
-            finally:
-                self.busy -= 1
-            expected = {(item.subscriber, item.partition) for item in batch}
+                stop_after = await self._linger(batch, limit)
+            live = [item for item in batch if self._serving(item)]
+            if live:
+                self.busy += 1
+                try:
+                    await self._deliver_live(live)
+                finally:
+                    self.busy -= 1
             if stop_after:
                 return
 
@@ -256,21 +472,18 @@ class DeliveryRun:
             batch.append(item)
         return False
 
-    async def _linger(self, batch: list[_Held], limit: int, expected: set[tuple[str, int]]) -> bool:
-        """Let other partitions' events join this batch (one transaction and commit for all):
-        wait at most ``batch_linger`` seconds, less once every partition of the previous
-        batch (acked together, so their next events arrive together) is here. True when the
-        stop marker was met."""
+    async def _linger(self, batch: list[_Held], limit: int) -> bool:
+        """Let more events join this batch (one transaction and commit for all): wait at
+        most ``batch_linger`` seconds for the queue to fill it. True when the stop marker was
+        met."""
         linger = self.bus.settings.batch_linger
-        if not linger or len(batch) >= len(self.fetchers):
+        if not linger:
             return False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + linger
         while len(batch) < limit:
-            if expected and expected <= {(item.subscriber, item.partition) for item in batch}:
-                return False
             remaining = deadline - loop.time()
-            if remaining <= 0 or len(batch) >= len(self.fetchers):
+            if remaining <= 0:
                 return False
             self.arrived.clear()
             if self.queue.empty():
@@ -287,8 +500,7 @@ class DeliveryRun:
         while True:
             try:
                 async with bus.sql_lock:
-                    outcomes = await self._deliver_in_transaction(batch)
-                break
+                    outcomes, lost = await self._deliver_in_transaction(batch)
             except sa.exc.DBAPIError as exc:
                 # The database is unreachable or refused the batch: nothing committed; keep
                 # the events (the heartbeat stops them timing out) and try again.
@@ -298,6 +510,17 @@ class DeliveryRun:
                     break
                 await asyncio.sleep(pause)
                 pause = min(_DB_RETRY_MAX, pause * 2 + 0.01)
+                continue
+            if not lost:
+                break
+            # Fenced: another worker holds (or may hold) these partitions now; nothing was
+            # committed. Deliver the rest again without them.
+            for key in lost:
+                log.warning("bus.nats.partition_fenced", extra={"partition": key})
+                await self._drop(key)
+            batch = [item for item in batch if item.key not in lost]
+            if not batch:
+                return
         for item in batch:
             action = outcomes.get(id(item), "ack")
             try:
@@ -311,21 +534,29 @@ class DeliveryRun:
             except Exception as exc:  # the ack is lost: JetStream redelivers, the inbox absorbs
                 log.warning("bus.nats.ack_failed", extra={"error": repr(exc)})
             finally:
-                self.held.discard(item)
-                if not item.done.done():
-                    item.done.set_result(None)
+                self._forget(item)
 
-    async def _deliver_in_transaction(self, batch: list[_Held]) -> dict[int, str]:
+    async def _deliver_in_transaction(
+        self, batch: list[_Held]
+    ) -> tuple[dict[int, str], set[PartitionKey]]:
         """One transaction for ``batch`` on the live path's own connection (kept between
         batches: no pool checkout and liveness ping per batch; dropped after an error, the
-        next batch connects again). Round trips to the database (claim, commit) run in a
-        worker thread, so fetchers, acks and publishers keep going meanwhile."""
+        next batch connects again). Round trips to the database (claim, fence, commit) run
+        in a worker thread, so fetchers, acks and publishers keep going meanwhile. Before
+        the commit, the leases of the batch's partitions are checked (fencing); partitions
+        no longer held are returned and the transaction is rolled back."""
         conn = self._connection
         if conn is None:
             conn = self._connection = await driver.off_loop(self.bus.engine.connect)
         transaction = conn.begin()
+        counted = dataclasses.replace(self.counters)
         try:
             outcomes = await self._deliver_batch(conn, batch)
+            lost = await driver.off_loop(self.leases.fence, conn, {i.key for i in batch})
+            if lost:
+                transaction.rollback()
+                self.counters = counted
+                return {}, lost
             await driver.off_loop(transaction.commit)
         except BaseException:
             self._connection = None
@@ -335,7 +566,7 @@ class DeliveryRun:
             with contextlib.suppress(Exception):
                 conn.close()
             raise
-        return outcomes
+        return outcomes, set()
 
     def close_connection(self) -> None:
         conn, self._connection = self._connection, None
@@ -429,11 +660,18 @@ class DeliveryRun:
         return outcomes
 
     async def _heartbeat_loop(self) -> None:
+        """Keep held events from timing out while they wait or run — only while this run's
+        leases are known to be valid (a worker cut off from the database stops extending
+        them, so a worker taking over gets them back after AckWait)."""
         interval = max(0.1, self.bus.ack_wait / 3)
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
+            now = loop.time()
+            if now >= self.lease_valid_until:
+                continue
             for item in list(self.held):
-                if not item.done.done():
+                if now - item.received_at >= interval and self._serving(item):
                     with contextlib.suppress(Exception):
                         await item.msg.in_progress()
 

@@ -1,10 +1,11 @@
 """How the bus maps onto JetStream: stream, subject and consumer names, and their settings.
 
 One stream per namespace holds every canonical event; an event's subject carries its
-partition (a stable hash of its partition key), so one durable pull consumer per
-(subscription, partition) with ``MaxAckPending=1`` gives per-key order across any number of
-worker processes. A second, small stream captures the server's MAX_DELIVERIES advisories so
-an event that kept killing workers becomes an exception entry even if no worker was listening.
+partition (a stable hash of its partition key); one durable pull consumer per
+(subscription, partition), pulled only by the worker holding its lease, gives per-key order
+across any number of worker processes. A second, small stream captures the server's
+MAX_DELIVERIES advisories so an event that kept killing workers becomes an exception entry
+even if no worker was listening.
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ class NatsSettings:
     (crash, kill) before it gives up and the event becomes an exception entry.
     ``fetch_timeout`` is the long-poll length of one pull request; ``connect_timeout`` bounds
     the first connection (later disconnects are retried for ever). ``batch_linger`` is how
-    long the processor waits for other partitions' events to share one SQL transaction.
+    long the processor waits for more events to share one SQL transaction.
+    ``max_in_flight`` is how many events of one partition a worker may hold unacknowledged
+    (the consumer's ``MaxAckPending``).
     """
 
     duplicate_window: float = DEFAULT_DUPLICATE_WINDOW
@@ -74,6 +77,7 @@ class NatsSettings:
     publish_timeout: float = 10.0
     connect_timeout: float = 5.0
     batch_linger: float = 0.002
+    max_in_flight: int = 1000
     delete_on_close: bool = False
 
     @classmethod
@@ -91,6 +95,8 @@ class NatsSettings:
             )
         if settings.max_deliver < 2:
             raise NatsSettingInvalid("max_deliver", "must be at least 2")
+        if settings.max_in_flight < 1:
+            raise NatsSettingInvalid("max_in_flight", "must be at least 1")
         return settings
 
 
@@ -217,6 +223,6 @@ class StreamLayout:
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ack_wait,
             max_deliver=settings.max_deliver,
-            max_ack_pending=1,
+            max_ack_pending=settings.max_in_flight,
             filter_subject=self.partition_filter(partition),
         )

@@ -63,14 +63,27 @@ class NatsBusFactory:
         return bus
 
 
-@pytest.fixture
-async def nats_bus(sqlite_url: str, nats_url: str) -> AsyncIterator[NatsBusFactory]:
-    """Buses on a fresh SQLite database and a fresh namespace."""
-    upgrade_database(sqlite_url)
-    factory = NatsBusFactory(sqlite_url, nats_url)
+async def _bus_factory(database_url: str, nats_url: str) -> AsyncIterator[NatsBusFactory]:
+    upgrade_database(database_url)
+    factory = NatsBusFactory(database_url, nats_url)
     try:
         yield factory
     finally:
         for bus in reversed(factory.made):
             await bus.close()
         await nats_backend.delete_namespace(nats_url, factory.namespace)
+
+
+@pytest.fixture
+async def nats_bus(sqlite_url: str, nats_url: str) -> AsyncIterator[NatsBusFactory]:
+    """Buses on a fresh SQLite database and a fresh namespace."""
+    async for factory in _bus_factory(sqlite_url, nats_url):
+        yield factory
+
+
+@pytest.fixture
+async def pg_nats_bus(postgres_url: str, nats_url: str) -> AsyncIterator[NatsBusFactory]:
+    """Buses on a fresh PostgreSQL database (a second connection can change a lease while a
+    delivery transaction is open) and a fresh namespace."""
+    async for factory in _bus_factory(postgres_url, nats_url):
+        yield factory

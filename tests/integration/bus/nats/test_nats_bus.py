@@ -103,6 +103,8 @@ async def test_an_event_that_keeps_killing_workers_becomes_an_exception(
         for delivery in (1, 2):  # two workers take it and die without answering
             [msg] = await crashing.fetch(1, timeout=5)
             assert msg.metadata.num_delivered == delivery
+            assert msg.metadata.sequence.stream == 1
+            await asyncio.sleep(bus.ack_wait + 0.3)  # handed out again once AckWait is over
         await crashing.unsubscribe()
     finally:
         await nc.close()

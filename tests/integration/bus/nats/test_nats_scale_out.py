@@ -1,4 +1,4 @@
-"""Scale-out: worker processes share the durable consumers; one is killed (SIGKILL) mid-run.
+"""Scale-out: worker processes share the partitions (leases); one is killed (SIGKILL) mid-run.
 
 Asserts nothing lost, nothing applied twice, per-key order kept, and the work shared.
 """
@@ -55,6 +55,28 @@ async def _wait_for(engine: sa.Engine, at_least: int, within: float) -> int:
     return count
 
 
+async def _wait_for_owners(
+    engine: sa.Engine, namespace: str, workers: int, within: float
+) -> dict[str, int]:
+    """Partitions per lease owner, once ``workers`` owners share them (or after ``within``)."""
+    deadline = time.monotonic() + within
+    while True:
+        with engine.connect() as conn:
+            owners = {
+                str(owner): int(count)
+                for owner, count in conn.execute(
+                    sa.text(
+                        "SELECT owner, count(*) FROM bus_partition_leases "
+                        "WHERE namespace = :ns AND owner IS NOT NULL GROUP BY owner"
+                    ),
+                    {"ns": namespace},
+                )
+            }
+        if len(owners) >= workers or time.monotonic() > deadline:
+            return owners
+        await asyncio.sleep(0.1)
+
+
 async def test_workers_share_the_work_and_survive_a_kill(postgres_url: str, nats_url: str) -> None:
     upgrade_database(postgres_url)
     engine = create_engine_for(postgres_url)
@@ -75,8 +97,6 @@ async def test_workers_share_the_work_and_survive_a_kill(postgres_url: str, nats
     workers: list[asyncio.subprocess.Process] = []
     try:
         events = [keyed_event(f"k{k}", n) for n in range(PER_KEY) for k in range(KEYS)]
-        for start in range(0, len(events), 200):
-            await publisher.publish(events[start : start + 200])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         for number in range(3):
             workers.append(
@@ -96,6 +116,11 @@ async def test_workers_share_the_work_and_survive_a_kill(postgres_url: str, nats
             assert worker.stdout is not None
             line = await asyncio.wait_for(worker.stdout.readline(), 60)
             assert line.strip() == b"ready"
+        # The partitions are leased out fairly: every worker serves some of them.
+        owners = await _wait_for_owners(engine, namespace, len(workers), within=20)
+        assert len(owners) == len(workers), owners
+        for start in range(0, len(events), 200):
+            await publisher.publish(events[start : start + 200])
 
         victim = workers[0]
         before_kill = await _wait_for(engine, len(events) // 4, within=30)
