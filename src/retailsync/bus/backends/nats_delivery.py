@@ -402,7 +402,7 @@ class DeliveryRun:
         careful = False
         if previous_expiry is not None:
             careful = await self._wait_for_previous(served, previous_expiry)
-        await served.pull.open()
+        opened = False
         loop = asyncio.get_running_loop()
         subscriber, partition = served.key
         while not self.stopping:
@@ -414,6 +414,9 @@ class DeliveryRun:
                 await served.emptied.wait()
             served.pull.batch = 1 if careful else PULL_BATCH
             try:
+                if not opened:
+                    await served.pull.open()
+                    opened = True
                 msg = await served.pull.next()
             except asyncio.CancelledError:
                 raise
