@@ -67,6 +67,7 @@ class PartitionLeases:
         self.partitions = partitions
         self.ttl = ttl
         self._postgres = engine.dialect.name == "postgresql"
+        self._rows_for: frozenset[str] = frozenset()  # subscriptions whose rows exist
 
     def renew(self, names: Collection[str], keep: Collection[PartitionKey]) -> LeaseRound:
         """Heartbeat; renew the leases in ``keep`` (what this run still serves); hand back
@@ -79,7 +80,8 @@ class PartitionLeases:
         wc = t.partition_workers.c
         mine = sa.and_(lc.namespace == self.namespace, lc.owner == self.owner)
         with self.engine.begin() as conn:
-            self._ensure_rows(conn, names)
+            if not self._rows_for >= set(names):
+                self._ensure_rows(conn, names)
             self._heartbeat(conn, now)
             live = conn.execute(
                 sa.select(sa.func.count()).where(
@@ -115,6 +117,7 @@ class PartitionLeases:
             acquired: list[Acquired] = []
             if len(held) < target:
                 acquired = self._take(conn, names, target - len(held), now, expires)
+        self._rows_for = frozenset(names)  # committed: no need to look again
         return LeaseRound(frozenset(held), lost, tuple(acquired), surplus)
 
     def _take(
