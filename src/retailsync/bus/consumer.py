@@ -296,21 +296,41 @@ def claim_inbox(conn: sa.Connection, rows: Sequence[tuple[Any, ...]]) -> set[tup
 
 def release_inbox(conn: sa.Connection, records: Sequence[tuple[str, str]]) -> None:
     """Delete the inbox records (subscriber, dedup hash) of this transaction's failed or
-    held-back deliveries."""
-    mark = driver.placeholder(conn)
+    held-back deliveries (PostgreSQL: one statement for all, as a batch deferred at its time
+    limit may release hundreds; SQLite: a statement each, no round trips)."""
+    if not records:
+        return
+    if driver.is_postgres(conn):
+        driver.execute(
+            conn,
+            f"DELETE FROM {t.inbox.name} WHERE (subscriber, dedup_hash) IN "
+            f"(SELECT * FROM unnest(%b::varchar[], %b::varchar[]))",
+            [list(column) for column in zip(*records, strict=True)],
+        )
+        return
     driver.executemany(
-        conn,
-        f"DELETE FROM {t.inbox.name} WHERE subscriber = {mark} AND dedup_hash = {mark}",
-        records,
+        conn, f"DELETE FROM {t.inbox.name} WHERE subscriber = ? AND dedup_hash = ?", records
     )
 
 
 def mark_inbox(conn: sa.Connection, records: Sequence[tuple[str, str]], outcome: str) -> None:
-    mark = driver.placeholder(conn)
+    """Set the ``outcome`` of the inbox records (subscriber, dedup hash) (one statement on
+    PostgreSQL, see :func:`release_inbox`)."""
+    if not records:
+        return
+    if driver.is_postgres(conn):
+        driver.execute(
+            conn,
+            f"UPDATE {t.inbox.name} AS inbox SET outcome = %b "
+            f"FROM unnest(%b::varchar[], %b::varchar[]) AS record(subscriber, dedup_hash) "
+            f"WHERE inbox.subscriber = record.subscriber "
+            f"AND inbox.dedup_hash = record.dedup_hash",
+            [outcome, *(list(column) for column in zip(*records, strict=True))],
+        )
+        return
     driver.executemany(
         conn,
-        f"UPDATE {t.inbox.name} SET outcome = {mark} "
-        f"WHERE subscriber = {mark} AND dedup_hash = {mark}",
+        f"UPDATE {t.inbox.name} SET outcome = ? WHERE subscriber = ? AND dedup_hash = ?",
         [(outcome, subscriber, digest) for subscriber, digest in records],
     )
 
