@@ -355,6 +355,15 @@ class BatchItem:
     classification: Classification | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class HandlerTime:
+    """What the handlers of one :meth:`Consumer.deliver_batch` took: how many ran, and the
+    wall time from the first to the end of the last (seconds)."""
+
+    attempted: int = 0
+    seconds: float = 0.0
+
+
 FailureHook = Callable[[sa.Connection, BatchItem], bool]
 """Called in the batch's transaction for an item whose handler raised (its SQL effects are
 rolled back, ``error`` and ``classification`` are set); parks it or records the exception and
@@ -377,8 +386,10 @@ class Consumer:
         on_failure: FailureHook,
         claim_off_loop: bool | None = None,
         deadline: float | None = None,
-    ) -> None:
-        """Deliver ``items`` in order inside ``conn``'s open transaction (live delivery).
+        limit: int | None = None,
+    ) -> HandlerTime:
+        """Deliver ``items`` in order inside ``conn``'s open transaction (live delivery);
+        returns how many handlers ran and how long they took.
 
         One statement claims the inbox records of every item whose (subscription name, key)
         is not in ``blocked``; an item not claimed was handled before (a replay ran ahead, a
@@ -391,10 +402,16 @@ class Consumer:
         a worker thread (default: for batches of 100 events or more). ``deadline`` (a
         ``time.monotonic()`` value): once it has passed, the items not yet attempted (never
         the first) become DEFERRED (records released, no handler call); the caller delivers
-        them again later.
+        them again later. ``limit``: the items from this position on (never the first) are
+        DEFERRED at once, without claiming their records (the caller's estimate of how many
+        handlers fit before ``deadline``).
         """
         if not items:
-            return
+            return HandlerTime()
+        if limit is not None and limit < len(items):
+            for item in items[max(1, limit) :]:
+                item.status = DeliveryStatus.DEFERRED
+            items = items[: max(1, limit)]
         stamp = driver.db_datetime(conn, utcnow())
         handled = DeliveryStatus.HANDLED.value
         digests = [dedup_hash(item.stored.event) for item in items]
@@ -414,6 +431,8 @@ class Consumer:
         stale: list[tuple[str, str]] = []
         savepoints = driver.HandlerSavepoints(conn)
         out_of_time = False
+        attempted = 0
+        started = time.perf_counter()
         for position, (item, digest) in enumerate(zip(items, digests, strict=True)):
             name = item.subscription.name
             record = (name, digest)
@@ -437,6 +456,7 @@ class Consumer:
                 item.status = DeliveryStatus.DUPLICATE
                 continue
             claimed.discard(record)  # a second copy in the same batch is a duplicate
+            attempted += 1
             error, was_stale = await self.run_handler(conn, item, savepoints=savepoints)
             if error is None:
                 item.status = DeliveryStatus.STALE if was_stale else DeliveryStatus.HANDLED
@@ -449,11 +469,13 @@ class Consumer:
             release.append(record)
             if on_failure(conn, item):
                 blocked.add((name, item.key))
+        elapsed = time.perf_counter() - started
         savepoints.finish()
         if release:
             release_inbox(conn, release)
         if stale:
             mark_inbox(conn, stale, DeliveryStatus.STALE.value)
+        return HandlerTime(attempted, elapsed)
 
     async def run_handler(
         self,

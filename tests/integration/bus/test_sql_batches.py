@@ -191,3 +191,58 @@ async def test_parked_keys_out_of_time_stay_parked_for_the_next_batch(bus_backen
     assert len(effect_rows(engine, "orders")) == len(events)
     assert await bus.exceptions.count() == 0
     engine.dispose()
+
+
+def count_inbox_deletes(engine: sa.Engine) -> None:
+    """A trigger that counts deleted inbox records (a record is deleted again when its event
+    was claimed but not delivered in that batch)."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE inbox_deletes (n INTEGER NOT NULL)")
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION count_inbox_delete() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN INSERT INTO inbox_deletes VALUES (1); RETURN OLD; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER inbox_deleted AFTER DELETE ON bus_inbox "
+                "FOR EACH ROW EXECUTE FUNCTION count_inbox_delete()"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER inbox_deleted AFTER DELETE ON bus_inbox "
+                "BEGIN INSERT INTO inbox_deletes VALUES (1); END"
+            )
+
+
+@SQL_BACKENDS
+async def test_slow_handlers_make_batches_claim_only_what_they_run(bus_backend_factory) -> None:
+    """Handlers of ~10 ms and a 0.1 s time limit: a batch of 80 runs ~10 handlers. The first
+    batch claims all 80 and releases the ~70 it had no time for; the later ones take on
+    only as many events as their handlers ran in time before (without that, each batch
+    claims and releases everything still waiting: ~280 records deleted again)."""
+    handler = RecordingHandler(write_effects=True)
+
+    async def slow(event_: CloudEvent, ctx: DeliveryContext) -> None:
+        await asyncio.sleep(0.01)
+        await handler(event_, ctx)
+
+    options = BusOptions(
+        poll_interval=0.01,
+        lease_ttl=5.0,
+        delivery_batch_size=80,
+        shards=8,
+        delivery_hold_limit=0.1,
+    )
+    bus = await bus_backend_factory([Subscription("orders", slow)], options=options)
+    engine = create_engine_for(bus_backend_factory.database_url)
+    ensure_effects_table(engine)
+    count_inbox_deletes(engine)
+    events = [event(f"k{k}", n) for n in range(10) for k in range(8)]
+    await bus.publish(events)
+    await bus.deliver_until_idle(timeout=60)
+    assert [e.id for e in handler.handled] == [e.id for e in events]
+    assert len(effect_rows(engine, "orders")) == len(events)
+    with engine.connect() as conn:
+        released = conn.exec_driver_sql("SELECT count(*) FROM inbox_deletes").scalar_one()
+    engine.dispose()
+    assert released < 100, f"{released} inbox records claimed and released again"

@@ -55,6 +55,7 @@ from retailsync.bus.consumer import (
     BatchItem,
     Consumer,
     DeliveryStatus,
+    HandlerTime,
     SqlExceptionQueue,
     as_utc,
     attempt_record,
@@ -145,6 +146,44 @@ class _Fetched:
     items: list[BatchItem]
 
 
+class BatchPace:
+    """How many events a delivery batch of one subscription takes on, from how long its
+    handlers have been taking.
+
+    A batch starts no handler once its transaction is ``delivery_hold_limit`` old; the
+    events it leaves were read, parsed and claimed in the inbox for nothing (their records
+    are deleted again, and the next batch does it all once more). With handlers slower than
+    the limit allows for a whole batch — a projection on PostgreSQL makes two round trips an
+    event — most of each batch was such work. So a batch takes on only as many events as
+    its handlers are expected to run in :data:`HANDLER_SHARE` of the limit, at the smoothed
+    time a handler took in the batches before; the limit itself still stops a batch whose
+    handlers turn out slower.
+    """
+
+    HANDLER_SHARE = 0.8  # of the hold limit; the rest: claiming, parked keys, the commit
+    SMOOTHING = 0.5  # weight of the latest batch in the smoothed time per handler
+
+    def __init__(self, hold_limit: float) -> None:
+        self.hold_limit = hold_limit
+        self.seconds_per_handler: float | None = None  # None: no handler has run yet
+
+    def record(self, timing: HandlerTime) -> None:
+        if timing.attempted <= 0:
+            return
+        latest = timing.seconds / timing.attempted
+        before = self.seconds_per_handler
+        self.seconds_per_handler = (
+            latest if before is None else self.SMOOTHING * latest + (1 - self.SMOOTHING) * before
+        )
+
+    def limit(self) -> int | None:
+        """Events the next batch takes on (at least one); None: no estimate yet."""
+        per_handler = self.seconds_per_handler
+        if per_handler is None or per_handler <= 0:
+            return None
+        return max(1, int(self.hold_limit * self.HANDLER_SHARE / per_handler))
+
+
 @dataclass
 class _Batch:
     """Inbox rows and hashes collected while delivering one shard batch."""
@@ -178,6 +217,7 @@ class SqlEventBus(EventBusBackend):
         self.is_postgres = self.engine.dialect.name == "postgresql"
         self._write_lock = threading.Lock()  # SQLite: this process's writers take turns
         self._fetch_statements: dict[int, driver.Compiled] = {}
+        self._pace: dict[str, BatchPace] = {}  # per subscription
         self._busy = False  # the last delivery round moved something (or a publish woke it)
         self._wakeup: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
 
@@ -712,13 +752,18 @@ class SqlEventBus(EventBusBackend):
                     )
                     return True
 
-                await self.consumer.deliver_batch(
+                pace = self._pace.get(sub.name)
+                if pace is None:
+                    pace = self._pace[sub.name] = BatchPace(self.options.delivery_hold_limit)
+                timing = await self.consumer.deliver_batch(
                     conn,
                     items,
                     blocked={(sub.name, key) for key in blocked},
                     on_failure=failed,
                     deadline=deadline,
+                    limit=pace.limit(),
                 )
+                pace.record(timing)
                 last = fetched.last
                 for item in items:
                     status = item.status
