@@ -366,24 +366,30 @@ class DeliveryRun:
             await asyncio.gather(fetcher, return_exceptions=True)
         await served.pull.close()
 
-    async def _settled(self, served: _Served) -> bool:
-        """True when the partition's consumer has nothing delivered and unacknowledged."""
+    async def _pending(self, served: _Served) -> int | None:
+        """How many events the partition's consumer has delivered and not seen acknowledged
+        (None: the server could not say)."""
         bus = self.bus
         name = bus.layout.consumer_name(*served.key)
         try:
             info = await bus.js.consumer_info(bus.layout.stream, name)
         except Exception:
-            return False
-        return not info.num_ack_pending
+            return None
+        return int(info.num_ack_pending or 0)
 
-    async def _wait_for_previous(self, served: _Served, previous_expiry: datetime) -> bool:
+    async def _settled(self, served: _Served) -> bool:
+        """True when the partition's consumer has nothing delivered and unacknowledged."""
+        return await self._pending(served) == 0
+
+    async def _wait_for_previous(self, served: _Served, previous_expiry: datetime) -> int:
         """The previous holder stopped without handing the partition back cleanly: events it
         held are still pending and the server hands them out again only after AckWait — if
-        this run pulled now, it would get newer events first. Wait until they are due again
-        (they then come back before anything newer, in stream order). True when something
-        was pending."""
-        if await self._settled(served):
-            return False
+        this run pulled now, it would get newer events first. Wait until they are all due
+        again (the server then hands them out before anything newer). Returns how many were
+        pending (the consumer's maximum when the server could not say)."""
+        pending = await self._pending(served)
+        if pending == 0:
+            return 0
         due = previous_expiry + timedelta(seconds=self.bus.ack_wait + self.bus.fetch_timeout)
         delay = (due - utcnow()).total_seconds()
         if delay > 0:
@@ -392,31 +398,58 @@ class DeliveryRun:
                 extra={"partition": served.key, "seconds": round(delay, 3)},
             )
             await asyncio.sleep(delay)
-        return True
+        return self.bus.settings.max_in_flight if pending is None else pending
+
+    async def _take_back(self, served: _Served, pending: int) -> list[Msg]:
+        """The events the previous holder left (``pending`` of them), in stream order.
+
+        The server hands them out again before anything newer, but in the order their
+        acknowledgement deadlines ran out, not in stream order: an event its holder kept
+        alive with ``in_progress`` heartbeats comes back after newer ones it had not
+        heartbeaten yet (seen in the SIGKILL scale-out test as a key's later events applied
+        before its earlier ones). So all of them are taken first and handed on sorted.
+        Taking stops at the first event delivered for the first time (nothing older is
+        left: it is handed on last), or when none arrives within a pull's length (an event
+        was acknowledged after the count, or the count was a guess).
+        """
+        served.pull.batch = max(1, min(pending, PULL_BATCH))
+        taken: dict[int, Msg] = {}
+        while len(taken) < pending:
+            try:
+                async with asyncio.timeout(self.bus.fetch_timeout):
+                    msg = await served.pull.next()
+            except TimeoutError:
+                break
+            taken[msg.metadata.sequence.stream] = msg
+            if msg.metadata.num_delivered <= 1:
+                break
+        served.pull.batch = PULL_BATCH
+        return [taken[sequence] for sequence in sorted(taken)]
 
     # ------------------------------------------------------------------------------------
     # live path
     # ------------------------------------------------------------------------------------
 
     async def _fetch_loop(self, served: _Served, previous_expiry: datetime | None) -> None:
-        careful = False
+        left_behind = 0
         if previous_expiry is not None:
-            careful = await self._wait_for_previous(served, previous_expiry)
+            left_behind = await self._wait_for_previous(served, previous_expiry)
         opened = False
-        loop = asyncio.get_running_loop()
-        subscriber, partition = served.key
         while not self.stopping:
-            if careful:
-                # What the previous holder left comes back first, and one of those events may
-                # be what killed it: take them one at a time, each only after the one before
-                # was dealt with, so a poison event does not spend its neighbours'
-                # deliveries (max_deliver) by being handed out with them.
-                await served.emptied.wait()
-            served.pull.batch = 1 if careful else PULL_BATCH
             try:
                 if not opened:
                     await served.pull.open()
                     opened = True
+                if left_behind:
+                    # What the previous holder left comes back first; an event that killed
+                    # it may be among them, and each is handed out once more here (a
+                    # worker dying on one of them again costs every one of them a
+                    # delivery of their max_deliver budget).
+                    taken = await self._take_back(served, left_behind)
+                    left_behind = 0
+                    for msg in taken:
+                        self._hold(served, msg)
+                    continue
                 msg = await served.pull.next()
             except asyncio.CancelledError:
                 raise
@@ -424,17 +457,20 @@ class DeliveryRun:
                 log.warning("bus.nats.fetch_failed", extra={"error": repr(exc)})
                 await asyncio.sleep(_FETCH_ERROR_PAUSE)
                 continue
-            sequence = msg.metadata.sequence.stream
-            if sequence in served.held:  # handed out again while we hold it: keep the first
-                continue
-            if careful and msg.metadata.num_delivered <= 1:
-                careful = False  # past the events handed out before
-            item = _Held(subscriber, partition, sequence, msg, loop.time())
-            served.held[sequence] = item
-            served.emptied.clear()
-            self.held.add(item)
-            self.queue.put_nowait(item)
-            self.arrived.set()
+            self._hold(served, msg)
+
+    def _hold(self, served: _Served, msg: Msg) -> None:
+        """Hand ``msg`` to the processor (unless this run already holds it)."""
+        sequence = msg.metadata.sequence.stream
+        if sequence in served.held:  # handed out again while we hold it: keep the first
+            return
+        subscriber, partition = served.key
+        item = _Held(subscriber, partition, sequence, msg, asyncio.get_running_loop().time())
+        served.held[sequence] = item
+        served.emptied.clear()
+        self.held.add(item)
+        self.queue.put_nowait(item)
+        self.arrived.set()
 
     def _forget(self, item: _Held) -> None:
         self.held.discard(item)

@@ -42,6 +42,27 @@ def _set_lease(engine: sa.Engine, namespace: str, owner: str, expires_in: float)
         )
 
 
+async def _die_holding(bus: Any, nats_url: str, count: int, heartbeaten: int = 0) -> None:
+    """A worker takes ``count`` events of the single partition, sends an ``in_progress``
+    heartbeat for the oldest ``heartbeaten`` of them a moment later, and dies without
+    answering; its lease has run out."""
+    nc = await nats.connect(nats_url)
+    try:
+        dead = await nc.jetstream().pull_subscribe_bind(
+            bus.layout.consumer_name("orders", 0), stream=bus.layout.stream
+        )
+        held = await dead.fetch(count, timeout=5)
+        assert len(held) == count
+        if heartbeaten:
+            await asyncio.sleep(0.3)
+            for msg in held[:heartbeaten]:  # their acknowledgement deadline moves later
+                await msg.in_progress()
+            await nc.flush()
+    finally:
+        await nc.close()
+    _set_lease(bus.engine, bus.layout.namespace, "dead-worker", expires_in=0.0)
+
+
 async def test_a_new_holder_gets_what_a_dead_one_held_before_anything_newer(
     nats_bus: Any, nats_url: str
 ) -> None:
@@ -51,15 +72,7 @@ async def test_a_new_holder_gets_what_a_dead_one_held_before_anything_newer(
     handler = RecordingHandler()
     bus = await nats_bus([Subscription("orders", handler)], options=ONE_PARTITION)
     await bus.publish([event("o1", n) for n in range(5)])
-    nc = await nats.connect(nats_url)
-    try:
-        dead = await nc.jetstream().pull_subscribe_bind(
-            bus.layout.consumer_name("orders", 0), stream=bus.layout.stream
-        )
-        assert len(await dead.fetch(5, timeout=5)) == 5
-    finally:
-        await nc.close()  # died without answering
-    _set_lease(bus.engine, bus.layout.namespace, "dead-worker", expires_in=0.0)
+    await _die_holding(bus, nats_url, 5)
     await bus.publish([event("o1", n) for n in range(5, 10)])
 
     await bus.deliver_until_idle(timeout=20)
@@ -67,6 +80,24 @@ async def test_a_new_holder_gets_what_a_dead_one_held_before_anything_newer(
     assert [e.id for e in handler.handled] == [f"o1-{n}" for n in range(10)]
     redelivered = [attempt for (_, event_id, attempt) in handler.calls if event_id < "o1-5"]
     assert redelivered == [2] * 5  # the dead worker's events, each handed out a second time
+
+
+async def test_what_a_dead_holder_kept_alive_comes_back_in_stream_order(
+    nats_bus: Any, nats_url: str
+) -> None:
+    """A worker keeps the events it holds alive with ``in_progress`` heartbeats, and its
+    newest ones may not have had one yet when it dies. The server hands events out again in
+    the order their acknowledgement deadlines ran out: the newer, un-heartbeaten ones first.
+    The next holder must still apply the key's events in stream order."""
+    handler = RecordingHandler()
+    bus = await nats_bus([Subscription("orders", handler)], options=ONE_PARTITION)
+    await bus.publish([event("o1", n) for n in range(10)])
+    await _die_holding(bus, nats_url, 10, heartbeaten=5)
+    await bus.publish([event("o1", n) for n in range(10, 15)])
+
+    await bus.deliver_until_idle(timeout=20)
+
+    assert [e.id for e in handler.handled] == [f"o1-{n}" for n in range(15)]
 
 
 async def test_a_worker_that_lost_its_lease_commits_nothing(pg_nats_bus: Any) -> None:

@@ -55,6 +55,14 @@ async def _wait_for(engine: sa.Engine, at_least: int, within: float) -> int:
     return count
 
 
+async def _wait_for_rows_of(engine: sa.Engine, worker_pid: int, within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if any(row.worker_pid == worker_pid for row in _effects(engine)):
+            return
+        await asyncio.sleep(0.02)
+
+
 async def _wait_for_owners(
     engine: sa.Engine, namespace: str, workers: int, within: float
 ) -> dict[str, int]:
@@ -123,7 +131,10 @@ async def test_workers_share_the_work_and_survive_a_kill(postgres_url: str, nats
             await publisher.publish(events[start : start + 200])
 
         victim = workers[0]
-        before_kill = await _wait_for(engine, len(events) // 4, within=30)
+        await _wait_for(engine, len(events) // 4, within=30)
+        # and until the victim itself has applied something (it may start late)
+        await _wait_for_rows_of(engine, victim.pid, within=15)
+        before_kill = _count(engine)
         assert before_kill < len(events), "the run finished before the kill: make it longer"
         victim.send_signal(signal.SIGKILL)
         await asyncio.wait_for(victim.wait(), 10)
