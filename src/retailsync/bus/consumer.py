@@ -408,10 +408,10 @@ class Consumer:
         """
         if not items:
             return HandlerTime()
-        if limit is not None and limit < len(items):
-            for item in items[max(1, limit) :]:
-                item.status = DeliveryStatus.DEFERRED
-            items = items[: max(1, limit)]
+        cut = len(items) if limit is None else max(1, limit)
+        for item in items[cut:]:
+            item.status = DeliveryStatus.DEFERRED
+        items = items[:cut]
         stamp = driver.db_datetime(conn, utcnow())
         handled = DeliveryStatus.HANDLED.value
         digests = [dedup_hash(item.stored.event) for item in items]

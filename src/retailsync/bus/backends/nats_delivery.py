@@ -347,7 +347,8 @@ class DeliveryRun:
     async def _drop(self, key: PartitionKey) -> None:
         """Stop serving a partition whose lease is gone (or can no longer be trusted): what
         it holds is neither acked nor given back (the processor skips it); the server hands
-        it out again after AckWait, before newer events (see ``_wait_for_previous``)."""
+        it out again after AckWait, before newer events, to whoever holds the lease next
+        (see ``_wait_for_previous`` and ``_take_back``)."""
         served = self.served.pop(key, None)
         if served is None:
             return
